@@ -9,6 +9,7 @@ Works under ``python`` and ``accelerate launch`` alike.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -139,7 +140,8 @@ def train(
         }
         is_last = out_of_budget or epoch == cfg.epochs - 1
         if validate_fn is not None and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last):
-            metrics = validate_fn(accelerator.unwrap_model(model), accelerator)
+            with _full_precision(accelerator, model) as plain_model:
+                metrics = validate_fn(plain_model, accelerator)
             record["validation"] = metrics
             if cfg.metric_for_best not in metrics:
                 raise KeyError(f"validate_fn returned {sorted(metrics)}, which lacks metric_for_best='{cfg.metric_for_best}'")
@@ -162,6 +164,27 @@ def train(
             break
     accelerator.wait_for_everyone()
     return result
+
+
+@contextlib.contextmanager
+def _full_precision(accelerator: Accelerator, model: torch.nn.Module):
+    """The unwrapped model without Accelerate's autocast wrapper, restored afterwards.
+
+    Validation metrics must not depend on the training precision. ``unwrap_model(...,
+    keep_fp32_wrapper=False)`` removes the wrapper *in place*, so training would silently continue
+    in fp32 unless the wrapped ``forward`` is put back.
+    """
+    inner = accelerator.unwrap_model(model)
+    wrapped_forward = inner.__dict__.get("forward")
+    original = inner.__dict__.get("_original_forward")
+    plain = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    try:
+        yield plain
+    finally:
+        if wrapped_forward is not None:
+            inner.forward = wrapped_forward
+        if original is not None:
+            inner._original_forward = original
 
 
 def _save_model(accelerator: Accelerator, model: torch.nn.Module, final_dir: Path) -> None:
