@@ -42,6 +42,7 @@ class EvalConfig:
     batch_size: int = 256
     ks: list[int] = field(default_factory=lambda: [5, 10])
     valid_max_users: int | None = None  # validation during training on the first N users (None = all)
+    test_max_users: int | None = None  # debugging only: reported metrics must use all users (None)
 
 
 @dataclass
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_ds = build_seq2seq_dataset(split.train, item_tokens, add_user_token=user_token)
     valid_ds = build_seq2seq_dataset(split.valid, item_tokens, add_user_token=user_token)
     test_ds = build_seq2seq_dataset(split.test, item_tokens, add_user_token=user_token)
-    trie = PrefixTrie.from_item_tokens(item_tokens)
+    trie = PrefixTrie.from_item_tokens(item_tokens, vocab)
     collator = Seq2SeqCollator()
     timings["data_seconds"] = time.perf_counter() - t
     logger.info("%s: %d items, %d train / %d valid / %d test examples; vocab %d tokens",
@@ -105,9 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
     final = {}
     for name, ds in (("validation", valid_ds), ("test", test_ds)):
         res = evaluate_generative(best, ds, trie, collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
-                                  batch_size=cfg.eval.batch_size, accelerator=accelerator, desc=name)
+                                  batch_size=cfg.eval.batch_size, accelerator=accelerator, max_users=cfg.eval.test_max_users, desc=name)
         final[name] = res.metrics
         timings[f"{name}_eval_seconds"] = res.seconds
+        timings[f"{name}_users"] = res.num_users
         logger.info("%s: %s (%d users, %.1f users/s)", name, {k: round(v, 4) for k, v in res.metrics.items()}, res.num_users, res.users_per_second)
 
     metrics = {
