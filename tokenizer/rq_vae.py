@@ -177,10 +177,10 @@ class RQVAE(nn.Module, Quantizer):
         self.train()
         for reg in regularizers:
             reg.train()
+        catalogue_codes = self.encode(x)
         for epoch in range(epochs):
             start = time.perf_counter()
             progress = epoch / max(1, epochs - 1)
-            catalogue_codes = self.encode(x)
             for reg in regularizers:
                 reg.on_epoch_start(epoch, progress, catalogue_codes)
             usage = [torch.zeros(k, dtype=torch.long) for k in self.codebook_sizes]
@@ -207,10 +207,11 @@ class RQVAE(nn.Module, Quantizer):
             dead = self._reset_dead_codes(x, usage, gen) if dead_code_reset and epoch < epochs - 1 else 0
             for k, v in sums.items():
                 history[k].append(v / batches if not k.startswith("count/") else v)
-            codes = self.encode(x)
-            distinct = torch.unique(codes, dim=0).shape[0]
+            # The catalogue's codes after this epoch: logged now, and handed to the regularisers next epoch.
+            catalogue_codes = self.encode(x)
+            distinct = torch.unique(catalogue_codes, dim=0).shape[0]
             history["collision_rate"].append(1.0 - distinct / len(x))
-            history["utilization"].append([torch.unique(codes[:, level]).numel() / k for level, k in enumerate(self.codebook_sizes)])
+            history["utilization"].append([torch.unique(catalogue_codes[:, level]).numel() / k for level, k in enumerate(self.codebook_sizes)])
             history["dead_codes_reset"].append(dead)
             history["seconds"].append(time.perf_counter() - start)
             if log_every and (epoch % log_every == 0 or epoch == epochs - 1):
