@@ -123,3 +123,25 @@ def test_unknown_metric_for_best_is_an_error(tmp_path):
     cfg = TrainingConfig(epochs=1, batch_size=16, metric_for_best="ndcg@10")
     with pytest.raises(KeyError, match="metric_for_best"):
         train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, cfg, tmp_path, validate_fn=lambda m, a: {"recall@10": 0.1})
+
+
+def test_bf16_and_fp32_train_on_the_same_batches(tmp_path):
+    """Precision changes the arithmetic, never the data order: same seed -> same batches."""
+    vocab = SIDVocab((4, 2, 1))
+    ds = _toy_rows(vocab, n=100)
+    seen = {}
+    for precision in ("no", "bf16"):
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        batches = []
+
+        def collate(rows, batches=batches):
+            batches.append(tuple(r["user_index"] for r in rows))
+            return _collate(rows)
+
+        cfg = TrainingConfig(epochs=2, batch_size=16, mixed_precision=precision, seed=11, bucket_factor=3)
+        train(build_t5(vocab, TINY), ds, collate, cfg, tmp_path / precision)
+        seen[precision] = batches
+    assert seen["no"] == seen["bf16"]
+    assert len(seen["no"]) == 2 * len(LengthBucketBatchSampler(ds["length"], 16, bucket_factor=3))

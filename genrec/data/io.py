@@ -100,6 +100,10 @@ def load_items(path, id_col: str = "item_id", fmt: str | None = None) -> pd.Data
     _require_columns(df, [id_col], path)
     df = df.rename(columns={id_col: "item_id"})
     df["item_id"] = df["item_id"].astype(str)
+    # Missing values are None in every text column (pandas reads JSON nulls as NaN).
+    for col in df.columns:
+        if col != "item_id" and (pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col])):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
     dup = df["item_id"][df["item_id"].duplicated()]
     if len(dup):
         raise DataError(f"{path}: duplicate item ids ({len(dup)}), e.g. {dup.unique()[:5].tolist()}")
