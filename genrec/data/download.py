@@ -26,8 +26,10 @@ import argparse
 import ast
 import csv
 import gzip
+import html
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -37,6 +39,8 @@ from collections import Counter
 from pathlib import Path
 
 from genrec.data.io import DataError
+
+logger = logging.getLogger(__name__)
 
 AMAZON_URL = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
 MOVIELENS_100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -56,8 +60,11 @@ def _write_outputs(out_dir: Path, interactions: list[tuple[str, str, int]], item
     def write(name: str, fill) -> None:
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
         os.close(fd)
-        with gzip.GzipFile(tmp, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+        # The gzip header names the final file (not the temporary one) and has mtime 0: reproducible bytes.
+        with open(tmp, "wb") as fh, gzip.GzipFile(filename=name, mode="wb", fileobj=fh, mtime=0) as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
             fill(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
         os.replace(tmp, out_dir / name)
 
     def fill_inter(f):
@@ -118,9 +125,13 @@ def preprocess_amazon(reviews_path, meta_path, out_dir, min_category_count: int 
     items = []
     for asin in item_order:
         m = meta.get(asin, {})
-        title = re.sub(r"\s+", " ", m.get("title") or "").strip() or None
+        title = re.sub(r"\s+", " ", html.unescape(m.get("title") or "")).strip() or None  # raw titles hold "&amp;" etc.
         items.append({"item_id": asin, "title": title, "brand": (m.get("brand") or "").strip() or None,
                       "categories": [c for c in cats_of[asin] if counts[c] >= min_category_count]})
+    without_meta = [a for a in item_order if a not in meta]
+    if without_meta:
+        logger.warning("%s: %d reviewed item(s) have no metadata line; they get no title/brand/categories (e.g. %s)",
+                       meta_path, len(without_meta), without_meta[:3])
     _write_outputs(out_dir, interactions, items)
     return {"users": len({u for u, _, _ in interactions}), "items": len(items), "interactions": len(interactions),
             "items_without_metadata": sum(a not in meta for a in item_order)}
@@ -147,6 +158,8 @@ def preprocess_movielens_100k(source, out_dir) -> dict:
         parts = line.split("\t")
         if len(parts) != 4:
             raise DataError(f"{source}/u.data, line {line_no}: expected 4 tab-separated fields, got {len(parts)}")
+        if not parts[3].strip().isdigit():
+            raise DataError(f"{source}/u.data, line {line_no}: timestamp {parts[3]!r} is not an integer")
         rows.append((parts[0], parts[1], int(parts[3])))
     first_user = {}
     for u, _, _ in rows:
@@ -166,7 +179,7 @@ def preprocess_movielens_100k(source, out_dir) -> dict:
             year = int(parts[2][-4:])
         if title.lower() in ("unknown", ""):
             title = None
-        genres = [g for g, flag in zip(ML_GENRES, parts[5:]) if flag.strip() == "1" and g != "unknown"]
+        genres = [g for g, flag in zip(ML_GENRES, parts[5:], strict=True) if flag.strip() == "1" and g != "unknown"]
         items.append({"item_id": parts[0], "title": title, "year": year, "genres": genres})
     _write_outputs(out_dir, interactions, items)
     return {"users": len(first_user), "items": len(items), "interactions": len(interactions)}

