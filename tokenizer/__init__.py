@@ -1,17 +1,31 @@
-"""``genrec.tokenizer``: Semantic-ID quantisers, regularisers, the SID table and quality metrics.
+"""``genrec.tokenizer``: Semantic-ID quantisers, the SID table and tokenizer-quality metrics.
 
-Works on tensors only; it knows nothing of the recommender models.
+Works on tensors only; it knows nothing of the recommender models or of evaluation.
+
+- quantisers (``Quantizer``: ``fit`` / ``encode``), built by name with :func:`build_tokenizer`:
+  ``"random"`` :class:`RandomIDs`, ``"rq_kmeans"`` :class:`RQKMeans`, ``"rq_vae"`` :class:`RQVAE`;
+  add your own with ``@register_quantizer(name)``;
+- regularisers (:class:`Regularizer`) plug into any trainable quantiser's ``fit``;
+- :func:`add_dedup_codes` and :class:`SIDTable` (item <-> SID); a fitted quantiser and its table are
+  saved and loaded together as a :class:`SIDTokenizer` (``save_pretrained`` / ``from_pretrained``);
+- :func:`tokenizer_metrics` (METHOD.md section 7).
 """
 
+from genrec.tokenizer.artifact import SIDTokenizer
 from genrec.tokenizer.base import Quantizer, QuantizerOutput, Regularizer, RegularizerBatch
+from genrec.tokenizer.kmeans import kmeans
 from genrec.tokenizer.metrics import tokenizer_metrics
 from genrec.tokenizer.random_ids import RandomIDs
 from genrec.tokenizer.registry import build_quantizer, quantizer_class, register_quantizer
 from genrec.tokenizer.rq_kmeans import RQKMeans
 from genrec.tokenizer.rq_vae import RQVAE
-from genrec.tokenizer.sid import SIDTable, add_dedup_codes
+from genrec.tokenizer.sid import SIDTable, add_dedup_codes, build_tokenizer
+from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
+from genrec.tokenizer.pairs import candidate_pairs
+from genrec.tokenizer.regularizers import PRESETS, build_regularizers, preset
 
 __all__ = [
-    "RQKMeans", "RQVAE", "Quantizer", "QuantizerOutput", "RandomIDs", "Regularizer", "RegularizerBatch", "SIDTable",
-    "add_dedup_codes", "build_quantizer", "quantizer_class", "register_quantizer", "tokenizer_metrics",
+    "RQKMeans", "RQVAE", "Quantizer", "QuantizerOutput", "RandomIDs", "Regularizer", "RegularizerBatch", "SIDTable", "SIDTokenizer",
+    "add_dedup_codes", "build_quantizer", "build_tokenizer", "kmeans", "quantizer_class", "register_quantizer",
+    "tokenizer_metrics", "CFEmbeddings", "train_cf_embeddings", "candidate_pairs", "PRESETS", "build_regularizers", "preset",
 ]

@@ -1,0 +1,27 @@
+"""Decoding SIDs into catalogue items: a tensor prefix trie and exact, batched trie-constrained beam search.
+
+* :class:`PrefixTrie`: the catalogue's SIDs as per-level transition tables (dense or CSR).
+* :func:`constrained_beam_search` (encoder-decoder, e.g. T5) and :func:`constrained_beam_search_causal`
+  (decoder-only): top-k items per user.
+* :func:`score_all_items`: exhaustive teacher-forced scores (reference for tests, tiny catalogues).
+* :class:`TrieLogitsProcessor`, :func:`make_prefix_allowed_tokens_fn`: the same constraint for ``generate``.
+"""
+
+from genrec.decoding.beam_search import (
+    constrained_beam_search,
+    constrained_beam_search_causal,
+    score_all_items,
+    shared_kv_attention,
+)
+from genrec.decoding.processors import TrieLogitsProcessor, make_prefix_allowed_tokens_fn
+from genrec.decoding.trie import PrefixTrie
+
+__all__ = [
+    "PrefixTrie",
+    "TrieLogitsProcessor",
+    "constrained_beam_search",
+    "constrained_beam_search_causal",
+    "make_prefix_allowed_tokens_fn",
+    "score_all_items",
+    "shared_kv_attention",
+]
