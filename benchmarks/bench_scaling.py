@@ -40,6 +40,7 @@ def synthetic_embeddings(n: int, d: int = 384, clusters: int = 2000, seed: int =
 
 def random_sids(n: int, seed: int = 0):
     import torch
+
     from genrec.tokenizer import add_dedup_codes
 
     g = torch.Generator().manual_seed(seed)
@@ -48,10 +49,10 @@ def random_sids(n: int, seed: int = 0):
 
 def run_stage(stage: str, n: int) -> dict:
     import torch
-    from genrec.tokenizer import RQVAE, tokenizer_metrics
 
     from genrec.decoding import PrefixTrie, constrained_beam_search
     from genrec.models import build_t5
+    from genrec.tokenizer import RQVAE, tokenizer_metrics
     from genrec.vocab import SIDVocab
 
     torch.manual_seed(0)

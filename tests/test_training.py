@@ -9,6 +9,7 @@ from genrec.models import T5RecConfig, build_t5
 from genrec.training import LengthBucketBatchSampler, TrainingConfig, train
 from genrec.vocab import SIDVocab
 
+
 @pytest.fixture(autouse=True)
 def fresh_accelerator_state():
     # AcceleratorState is a process-wide singleton; each test picks its own mixed precision.

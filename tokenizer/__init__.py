@@ -13,16 +13,16 @@ Works on tensors only; it knows nothing of the recommender models or of evaluati
 
 from genrec.tokenizer.artifact import SIDTokenizer
 from genrec.tokenizer.base import Quantizer, QuantizerOutput, Regularizer, RegularizerBatch
+from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
 from genrec.tokenizer.kmeans import kmeans
 from genrec.tokenizer.metrics import tokenizer_metrics
+from genrec.tokenizer.pairs import candidate_pairs
 from genrec.tokenizer.random_ids import RandomIDs
 from genrec.tokenizer.registry import build_quantizer, quantizer_class, register_quantizer
+from genrec.tokenizer.regularizers import PRESETS, build_regularizers, preset
 from genrec.tokenizer.rq_kmeans import RQKMeans
 from genrec.tokenizer.rq_vae import RQVAE
 from genrec.tokenizer.sid import SIDTable, add_dedup_codes, build_tokenizer
-from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
-from genrec.tokenizer.pairs import candidate_pairs
-from genrec.tokenizer.regularizers import PRESETS, build_regularizers, preset
 
 __all__ = [
     "RQKMeans", "RQVAE", "Quantizer", "QuantizerOutput", "RandomIDs", "Regularizer", "RegularizerBatch", "SIDTable", "SIDTokenizer",
