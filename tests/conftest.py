@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +19,13 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"GENREC_DATA_DIR={value} does not exist")
     return path
+
+
+@pytest.fixture
+def single_thread():
+    """One torch thread for tests of tiny tensors: threads gain nothing there, and on a shared 2-core
+    machine two threads made such tests 5-10x slower. Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

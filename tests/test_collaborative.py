@@ -7,14 +7,7 @@ import torch
 
 from genrec.tokenizer.collaborative import train_cf_embeddings
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads; on a shared 2-core box two threads made these tests 5-10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 GROUPS, PER_GROUP = 6, 8
 NUM_ITEMS = GROUPS * PER_GROUP + 4  # the last 4 items are never consumed

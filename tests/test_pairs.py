@@ -14,14 +14,7 @@ from genrec.tokenizer.pairs import (
     row_ids,
 )
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads; on a shared 2-core box two threads made these tests 5-10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def random_codes(seed, max_items=200, max_levels=4, max_k=6):

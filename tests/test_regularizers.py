@@ -21,14 +21,7 @@ from genrec.tokenizer.regularizers import (
     uniformity,
 )
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads; on a shared 2-core box two threads made these tests 5-10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_batch(codes, z=None, x=None, item_index=None, progress=0.0, residuals=None, seed=0):

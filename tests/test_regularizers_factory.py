@@ -17,14 +17,7 @@ from genrec.tokenizer.regularizers import (
     build_regularizers,
 )
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads; on a shared 2-core box two threads made these tests 5-10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 N, D_IN, D_LATENT = 40, 16, 8
 
