@@ -85,7 +85,7 @@ def make_prefix_allowed_tokens_fn(
         level = sid_tokens.shape[0]
         if level >= trie.depth:
             return [eos_token_id]
-        node = _prefix_nodes(trie, offsets, sid_tokens.cpu()[None])
+        node = _prefix_nodes(trie, offsets, sid_tokens.to(trie.device)[None])
         if int(node) < 0:
             return [eos_token_id]
         codes = trie.allowed_mask(level, node)[0].nonzero().squeeze(1)
