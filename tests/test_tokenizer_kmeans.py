@@ -5,14 +5,7 @@ import torch
 
 from genrec.tokenizer.kmeans import kmeans, kmeans_plus_plus, nearest
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread is faster than two (no sync), most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def planted(n=600, d=8, clusters=6, seed=0):

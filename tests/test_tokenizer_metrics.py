@@ -8,14 +8,7 @@ import torch
 
 from genrec.tokenizer import tokenizer_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread is faster than two (no sync), most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # 10 items, L = 3, K = (4, 4, 8).
 #   items 0, 1, 2 share (0,0,0); items 3, 4 share (1,2,3); item 5 = (0,0,1) differs from 0-2 in one level;

@@ -5,14 +5,7 @@ import torch
 
 from genrec.tokenizer import RandomIDs, Regularizer, RQKMeans, tokenizer_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread is faster than two (no sync), most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def two_scale(n=600, d=6, seed=0):

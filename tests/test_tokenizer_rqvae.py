@@ -6,14 +6,7 @@ import torch
 from genrec.tokenizer import RQVAE, QuantizerOutput, Regularizer, RegularizerBatch
 from genrec.tokenizer.rq_vae import sinkhorn_assign
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster than two (no sync), most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def clustered(n=512, d=32, clusters=32, seed=0):
