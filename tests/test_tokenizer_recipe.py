@@ -121,3 +121,37 @@ def test_config_errors_are_clear():
         train_tokenizer.build_quantizer_from_config(cfg, input_dim=384)
     quantizer = train_tokenizer.build_quantizer_from_config(load_config(train_tokenizer.TrainTokenizerConfig, config, []), input_dim=384)
     assert quantizer.input_dim == 384 and quantizer.codebook_sizes == (256, 256, 256) and quantizer.hidden_dims == (512, 256, 128)
+
+
+@needs_data
+@pytest.mark.parametrize("config", ["tokenizer_quasid.yaml", "tokenizer_adasid.yaml", "tokenizer_letter.yaml"])
+def test_regularised_recipes_log_every_term_and_record_it(config, beauty500, cache_dir, tmp_path):
+    from genrec.tokenizer import SIDTokenizer
+
+    out = tmp_path / "tok"
+    run_recipe(config, beauty500, cache_dir, out, "codebook_sizes=[16,16,16]", "epochs=2", "batch_size=128",
+               "cf.epochs=1", f"cf.cache_dir={tmp_path / 'cf'}")
+    saved = json.loads((out / "metrics.json").read_text())
+    expected_terms = {"tokenizer_quasid.yaml": {"rep", "cf"}, "tokenizer_adasid.yaml": {"rep", "cf"},
+                      "tokenizer_letter.yaml": {"cf", "div"}}[config]
+    for term in expected_terms:
+        assert len(saved["history"][term]) == 2, term  # one value per epoch
+    assert ("rep" in saved["history"]) == ("rep" in expected_terms)
+    record = SIDTokenizer.from_pretrained(out).regularizers
+    assert set(record["sections"]) >= ({"repulsion"} if "rep" in expected_terms else {"diversity"})
+    assert record["cf"]["source"].startswith("training split") and record["cf"]["dim"] == 64
+    assert list((tmp_path / "cf" / "cf").glob("mf-d64-*.safetensors"))  # CF embeddings were cached
+
+
+@needs_data
+def test_regulariser_config_errors(beauty500, cache_dir, tmp_path):
+    with pytest.raises(ConfigError, match="unknown regulariser preset 'quasi'"):
+        run_recipe("tokenizer_rqvae.yaml", beauty500, cache_dir, tmp_path / "a", "codebook_sizes=[8,8]", "epochs=1", "regularizers=quasi")
+    with pytest.raises(ConfigError, match="group_column: the item table has no column 'shelf'"):
+        run_recipe("tokenizer_rqvae.yaml", beauty500, cache_dir, tmp_path / "b", "codebook_sizes=[8,8]", "epochs=1",
+                   "regularizers={repulsion: {masks: [self, group]}}", "group_column=shelf")
+    with pytest.raises(ConfigError, match="method 'random' is not trained"):
+        run_recipe("tokenizer_random.yaml", beauty500, cache_dir, tmp_path / "c", "codebook_sizes=[8,8]", "regularizers=quasid")
+    with pytest.raises(ConfigError, match=r"cf: .*unexpected keyword argument 'dimension'"):
+        run_recipe("tokenizer_quasid.yaml", beauty500, cache_dir, tmp_path / "d", "codebook_sizes=[8,8]", "epochs=1", "cf.dimension=8")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()  # nothing written on a config error
