@@ -35,7 +35,8 @@ def _card_metrics(metrics: dict | None) -> dict:
 
 def _format(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        # small shares (e.g. harmful near-collisions, ~1e-5) would print as 0.0000 with a fixed format
+        return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3e}"
     if isinstance(value, list):
         return "[" + ", ".join(_format(v) for v in value) + "]"
     return str(value)
