@@ -67,7 +67,7 @@ def cell(metrics: dict, key: str, fmt: str | None) -> str:
 
 def write_table(out: Path, names: list[str], failures: dict[str, str], epochs: int, seed: int) -> str:
     rows, lines = [], []
-    header = ["tokenizer", *[c[0] for c in COLUMNS], "train s", "s/epoch"]
+    header = ["tokenizer", *[c[0] for c in COLUMNS], "train s", "median s/epoch"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for name in names:
@@ -79,11 +79,14 @@ def write_table(out: Path, names: list[str], failures: dict[str, str], epochs: i
             continue
         metrics = json.loads(path.read_text())
         train = metrics["timings"]["train_seconds"]
-        trained = bool(metrics.get("history", {}).get("recon"))
-        per_epoch = f"{train / epochs:.2f}" if trained else "-"
+        seconds = metrics.get("history", {}).get("seconds") or []
+        trained = bool(seconds)
+        # the median epoch is robust to other processes slowing some epochs on a shared machine
+        per_epoch = f"{sorted(seconds)[len(seconds) // 2]:.2f}" if trained else "-"
         lines.append("| " + " | ".join([name, *[cell(metrics, key, fmt) for _, key, fmt in COLUMNS], f"{train:.0f}", per_epoch]) + " |")
         rows.append({"tokenizer": name, "seed": seed, "epochs": epochs if trained else None,
-                     **{key: metrics.get(key) for _, key, _ in COLUMNS}, "train_seconds": train})
+                     **{key: metrics.get(key) for _, key, _ in COLUMNS}, "train_seconds": train,
+                     "median_epoch_seconds": float(per_epoch) if trained else None})
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     (out / "table.json").write_text(json.dumps(rows, indent=1))
