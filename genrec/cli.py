@@ -1,0 +1,538 @@
+"""The ``genrec`` command line: the recipes and the recommender pipeline behind one command.
+
+    genrec train-tokenizer --config tokenizer_rqvae output_dir=runs/beauty/tokenizer
+    genrec train --config genrec_beauty tokenizer_dir=runs/beauty/tokenizer output_dir=runs/beauty/genrec
+    genrec evaluate --run runs/beauty/genrec --split test
+    genrec export --model runs/beauty/genrec --out runs/beauty/recommender [--push-to-hub you/beauty-tiger]
+    genrec recommend --model runs/beauty/recommender --input histories.json --output recommendations.csv
+    genrec compare ...                          (the tokenizer-comparison recipe, when installed)
+
+``train-tokenizer``, ``train``, ``evaluate`` and ``compare`` call ``main(argv)`` of the recipes in
+``recipes/`` (installed as ``genrec.recipes``) with the remaining arguments, so they take exactly the
+recipes' options. ``--config NAME`` also finds the packaged configs by name (``genrec_beauty`` ->
+``recipes/configs/genrec_beauty.yaml``). ``recommend`` and ``export`` use
+:class:`genrec.pipeline.GenerativeRecommender`.
+
+History files for ``recommend`` (the format follows the suffix, or ``--input-format``):
+
+- JSON: a list of ``{"user_id": ..., "history": [item ids, oldest first]}`` (``user_id`` optional),
+  or a mapping ``{user_id: [item ids]}``;
+- JSON Lines (``.jsonl``): one such object per line;
+- CSV / TSV: a header with ``user_id`` and ``item_id`` (and optionally ``timestamp``; other columns
+  are ignored), one row per interaction; rows are grouped per user (users in order of first
+  appearance), ordered by timestamp when there is one (numbers or ISO 8601; ties keep file order),
+  else in file order.
+
+Recommendations are written as JSON (a list of ``{"user_id", "item_ids", "scores", "source",
+"unknown_item_ids"}``), JSON Lines, or CSV/TSV with ``user_id,rank,item_id,score`` (rank from 1; the
+request's position in the input stands in for a missing user id). ``--output -`` (the default) prints
+JSON to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import importlib
+import io
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+logger = logging.getLogger("genrec.cli")
+
+PROG = "genrec"
+SCORE_DECIMALS = 5  # scores in output files (log-probabilities): enough to order them, short enough to read
+
+
+class InputError(ValueError):
+    """A history file that cannot be read; the message names the file and the line or entry."""
+
+
+@dataclass
+class HistoryRequest:
+    """One user's history read from a file.
+
+    Attributes:
+        user_id: the user id, or None when the input gives none.
+        history: item ids, oldest first (as strings).
+        where: the request's place in the file, for error messages (``"h.csv: user 'u1' (line 3)"``).
+    """
+
+    user_id: str | None
+    history: list[str]
+    where: str
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _format_of(path: str, explicit: str | None, default: str | None = None) -> str:
+    if explicit:
+        return explicit
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in ("json", "jsonl", "csv", "tsv"):
+        return suffix
+    if default:
+        return default
+    raise InputError(f"{path}: cannot tell the format from the suffix {Path(path).suffix!r}; use .json, .jsonl, .csv or .tsv "
+                     "(or --input-format / --output-format)")
+
+
+def _item_id(value, where: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # ids written as JSON numbers (e.g. MovieLens) are the catalogue's decimal strings
+    raise InputError(f"{where}: an item id must be a non-empty string (or an integer), got {value!r}")
+
+
+def _user_id(value, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(f"{where}: 'user_id' must be a string or an integer, got {value!r}")
+
+
+def _history(value, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise InputError(f"{where}: 'history' must be a list of item ids, got {type(value).__name__}")
+    return [_item_id(item, f"{where}, history[{i}]") for i, item in enumerate(value)]
+
+
+def _request_from_object(obj, where: str) -> HistoryRequest:
+    if isinstance(obj, list):
+        return HistoryRequest(None, _history(obj, where), where)
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected an object {{\"user_id\": ..., \"history\": [...]}}, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - {"user_id", "history"})
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {unknown}; an entry has 'history' and optionally 'user_id'")
+    if "history" not in obj:
+        raise InputError(f"{where}: missing field 'history'")
+    user = _user_id(obj.get("user_id"), where)
+    where = where if user is None else f"{where} (user {user!r})"
+    return HistoryRequest(user, _history(obj["history"], where), where)
+
+
+def _parse_json(text: str, name: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where} line {e.lineno} column {e.colno}: invalid JSON ({e.msg})") from None
+
+
+def read_histories(path: str | Path, input_format: str | None = None) -> list[HistoryRequest]:
+    """Read history requests from a JSON / JSON Lines / CSV / TSV file (``"-"``: stdin, JSON by default).
+
+    Raises:
+        InputError: the file cannot be parsed; the message names the file and the line or entry.
+    """
+    name = str(path)
+    fmt = _format_of(name, input_format, default="json" if name == "-" else None)
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{name}: not UTF-8 text ({e})") from None
+    if fmt == "json":
+        data = _parse_json(text, name, f"{name}:")
+        if isinstance(data, dict):
+            return [HistoryRequest(str(user), _history(history, f"{name}: user {user!r}"), f"{name}: user {user!r}")
+                    for user, history in data.items()]
+        if not isinstance(data, list):
+            raise InputError(f"{name}: expected a list of {{\"user_id\", \"history\"}} objects or a mapping user_id -> history, "
+                             f"got {type(data).__name__}")
+        return [_request_from_object(entry, f"{name}: entry {i}") for i, entry in enumerate(data)]
+    if fmt == "jsonl":
+        requests = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                requests.append(_request_from_object(_parse_json(line, name, f"{name}: line {number}"), f"{name}: line {number}"))
+        return requests
+    if fmt in ("csv", "tsv"):
+        return _read_csv(text, name, delimiter="\t" if fmt == "tsv" else ",")
+    raise InputError(f"{name}: unknown input format {fmt!r} (json, jsonl, csv, tsv)")
+
+
+def _timestamp(value: str, where: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise InputError(f"{where}: timestamp {value!r} is neither a number nor an ISO 8601 date") from None
+
+
+def _read_csv(text: str, name: str, delimiter: str) -> list[HistoryRequest]:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        raise InputError(f"{name}: empty file (expected a header with user_id,item_id[,timestamp])")
+    header = [h.strip() for h in header]
+    missing = [c for c in ("user_id", "item_id") if c not in header]
+    if missing:
+        raise InputError(f"{name}: line 1: the header {header} lacks column(s) {missing} (expected user_id,item_id[,timestamp])")
+    user_col, item_col = header.index("user_id"), header.index("item_id")
+    time_col = header.index("timestamp") if "timestamp" in header else None
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    first_line: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise InputError(f"{name}: line {line}: {len(row)} field(s), the header has {len(header)}")
+        user, item = row[user_col].strip(), row[item_col].strip()
+        if not user:
+            raise InputError(f"{name}: line {line}: empty user_id")
+        if not item:
+            raise InputError(f"{name}: line {line}: empty item_id")
+        when = _timestamp(row[time_col].strip(), f"{name}: line {line}") if time_col is not None else 0.0
+        rows.setdefault(user, []).append((when, line, item))
+        first_line.setdefault(user, line)
+    # sorted() is stable and the line number breaks ties: equal timestamps keep file order.
+    return [HistoryRequest(user, [item for _, _, item in sorted(events)], f"{name}: user {user!r} (line {first_line[user]})")
+            for user, events in rows.items()]
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write_recommendations(results, path: str | Path, output_format: str | None = None) -> None:
+    """Write ``Recommendation`` results (see the module docstring for the formats; ``"-"``: stdout JSON)."""
+    name = str(path)
+    fmt = _format_of(name, output_format, default="json" if name == "-" else None)
+    if fmt == "json":
+        # One line per user: readable for a handful of users, diff-friendly for many.
+        text = "[\n" + ",\n".join("  " + json.dumps(_result_dict(r)) for r in results) + ("\n]\n" if results else "]\n")
+    elif fmt == "jsonl":
+        text = "".join(json.dumps(_result_dict(r)) + "\n" for r in results)
+    elif fmt in ("csv", "tsv"):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        writer.writerow(["user_id", "rank", "item_id", "score"])
+        for position, r in enumerate(results):
+            user = r.user_id if r.user_id is not None else str(position)
+            for rank, (item, score) in enumerate(zip(r.item_ids, r.scores, strict=True), start=1):
+                writer.writerow([user, rank, item, round(float(score), SCORE_DECIMALS)])
+        text = buffer.getvalue()
+    else:
+        raise InputError(f"{name}: unknown output format {fmt!r} (json, jsonl, csv, tsv)")
+    if name == "-":
+        sys.stdout.write(text)
+    else:
+        from genrec.training import atomic_write_text
+
+        atomic_write_text(name, text)
+
+
+def _result_dict(r) -> dict:
+    # JSON has no -inf; scores are finite for every returned item, this only guards odd models.
+    scores = [round(s, SCORE_DECIMALS) if math.isfinite(s) else None for s in r.scores]
+    return {"user_id": r.user_id, "item_ids": r.item_ids, "scores": scores, "source": r.source, "unknown_item_ids": r.unknown_item_ids}
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class RecipeCommand:
+    """A subcommand that runs ``<module>.main(argv)`` of a recipe."""
+
+    module: str
+    summary: str
+    examples: tuple[str, ...]
+    optional: bool = False  # the recipe may not be installed
+    takes_config: bool = False  # --config FILE + key=value overrides (genrec.config)
+
+
+RECIPES = {
+    "train-tokenizer": RecipeCommand(
+        "genrec.recipes.train_tokenizer",
+        "Train a Semantic-ID tokenizer on a dataset's item texts (recipes/train_tokenizer.py).",
+        ("genrec train-tokenizer --config tokenizer_rqvae output_dir=runs/beauty/tokenizer",
+         "genrec train-tokenizer --config tokenizer_rqkmeans dataset=amazon_beauty codebook_sizes=[128,128,128] output_dir=runs/tok",
+         "genrec train-tokenizer --config tokenizer_rqvae output_dir=runs/beauty/tokenizer --push-to-hub you/beauty-sid"),
+        takes_config=True),
+    "train": RecipeCommand(
+        "genrec.recipes.train_genrec",
+        "Train a generative recommender on a tokenizer's SIDs and evaluate it on the test split (recipes/train_genrec.py).",
+        ("genrec train --config genrec_beauty tokenizer_dir=runs/beauty/tokenizer output_dir=runs/beauty/genrec",
+         "genrec train --config genrec_beauty tokenizer_dir=runs/beauty/tokenizer training.max_train_minutes=60",
+         "accelerate launch --num_processes 2 -m genrec.cli train --config genrec_beauty   # data-parallel"),
+        takes_config=True),
+    "evaluate": RecipeCommand(
+        "genrec.recipes.evaluate_genrec",
+        "Evaluate a trained recommender (a train output folder) on the validation or test split (recipes/evaluate_genrec.py).",
+        ("genrec evaluate --run runs/beauty/genrec --split test",
+         "genrec evaluate --run runs/beauty/genrec --split test --num-beams 30 --out runs/beauty/eval_beam30.json")),
+    "compare": RecipeCommand(
+        "genrec.recipes.compare_tokenizers",
+        "Compare tokenizers (quality metrics and recommendation results) (recipes/compare_tokenizers.py).",
+        ("genrec compare --help   # the options of the comparison recipe",),
+        optional=True),
+}
+
+RECOMMEND_EXAMPLES = """examples:
+  genrec recommend --model runs/beauty/recommender --input histories.json --output recommendations.csv
+  genrec recommend --model runs/beauty/genrec --tokenizer runs/beauty/tokenizer_hf --history B004756YJA B004ZT0SSG --k 5
+  genrec recommend --model you/beauty-tiger --input interactions.csv --output recs.json --empty-history popular --strict
+
+histories.json: [{"user_id": "A1", "history": ["B004756YJA", "B004ZT0SSG"]}, ...] or {"A1": ["B004756YJA", ...]}
+interactions.csv: user_id,item_id[,timestamp] rows (grouped per user; ordered by timestamp when given)
+output: JSON list of {"user_id", "item_ids", "scores", "source", "unknown_item_ids"}; CSV user_id,rank,item_id,score.
+scores: log P(item | history) (sum of the SID tokens' log-probabilities); popularity fallback: log(count / total).
+
+--model takes a bundle folder (genrec export / GenerativeRecommender.save_pretrained), a genrec train output
+folder, or a Hub repo id. Unknown item ids are skipped with a warning that counts them per request (--strict: error).
+An empty history (or one of unknown ids only) is an error, or with --empty-history popular gets the most frequent
+items of the training data (saved in the bundle as popular_items.json; counted over the training part of the
+leave-one-out split)."""
+
+EXPORT_EXAMPLES = """examples:
+  genrec export --model runs/beauty/genrec --out runs/beauty/recommender
+  genrec export --model runs/beauty/genrec --tokenizer runs/beauty/tokenizer_hf --out runs/beauty/recommender
+  genrec export --model runs/beauty/recommender --push-to-hub you/beauty-tiger
+
+Writes a recommender bundle: genrec_config.json (model type, vocabulary, decoding settings, metrics), model/
+(safetensors), tokenizer/ (the SID tokenizer), popular_items.json and user_ids.json (from the run's dataset,
+when it can be loaded; --no-user-ids leaves the user ids out), README.md (model card with the evaluation metrics)."""
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="PATH_OR_REPO",
+                        help="recommender bundle folder, genrec train output folder, or Hub repo id")
+    parser.add_argument("--tokenizer", metavar="PATH_OR_REPO", default=None,
+                        help="SID tokenizer folder or repo id replacing the model's (e.g. a run whose tokenizer_dir moved)")
+    parser.add_argument("--data-dir", default=None,
+                        help="train output folders: where the run's dataset is (popular items, training users); "
+                             "default the run's data_dir, then $GENREC_DATA_DIR")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+
+
+def _recommend_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"{PROG} recommend", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Recommend items for histories of item ids with a trained recommender.",
+                                epilog=RECOMMEND_EXAMPLES)
+    _model_arguments(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="FILE", help="histories: .json, .jsonl, .csv or .tsv ('-' = JSON on stdin)")
+    source.add_argument("--history", nargs="+", metavar="ITEM_ID", help="one history given on the command line, oldest first")
+    p.add_argument("--output", default="-", metavar="FILE", help="recommendations: .json, .jsonl, .csv or .tsv (default '-': JSON on stdout)")
+    p.add_argument("--input-format", choices=["json", "jsonl", "csv", "tsv"], default=None, help="default: from the suffix")
+    p.add_argument("--output-format", choices=["json", "jsonl", "csv", "tsv"], default=None, help="default: from the suffix")
+    p.add_argument("--k", type=int, default=10, help="items per history (default 10)")
+    p.add_argument("--num-beams", type=int, default=None, help="beam width (default: the model's; at least k)")
+    p.add_argument("--batch-size", type=int, default=None, help="histories decoded together (default: the model's)")
+    p.add_argument("--include-seen", action="store_true", help="allow items of the history among the recommendations")
+    p.add_argument("--strict", action="store_true", help="unknown item ids are an error (default: skipped and counted)")
+    p.add_argument("--empty-history", choices=["error", "popular"], default="error",
+                   help="an empty (or all-unknown) history: 'error' (default) or 'popular' (most frequent training items)")
+    return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"{PROG} export", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Save a trained recommender as a self-contained bundle and/or push it to the Hugging Face Hub.",
+                                epilog=EXPORT_EXAMPLES)
+    _model_arguments(p)
+    p.add_argument("--out", default=None, metavar="DIR", help="bundle folder to write (new, empty, or an older bundle)")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the bundle to this Hub model repo")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument("--no-user-ids", action="store_true",
+                   help="leave the training user ids out of the bundle (every user id is then hashed to its user token)")
+    return p
+
+
+def _load_recommender(args):
+    from genrec.pipeline import GenerativeRecommender
+
+    return GenerativeRecommender.from_pretrained(args.model, tokenizer=args.tokenizer, device=args.device, data_dir=args.data_dir)
+
+
+def run_recommend(argv: list[str]) -> int:
+    args = _recommend_parser().parse_args(argv)
+    if args.k < 1:
+        raise InputError(f"--k must be >= 1, got {args.k}")
+    if args.history is not None:
+        requests = [HistoryRequest(None, list(args.history), "--history")]
+    else:
+        requests = read_histories(args.input, args.input_format)
+    if args.output != "-":
+        _format_of(args.output, args.output_format)  # fail before loading the model
+    from genrec.pipeline import EmptyHistoryError, UnknownItemError
+
+    recommender = _load_recommender(args)
+    try:
+        results = recommender.recommend([r.history for r in requests], k=args.k, user_ids=[r.user_id for r in requests],
+                                        exclude_seen=not args.include_seen, strict=args.strict, empty_history=args.empty_history,
+                                        num_beams=args.num_beams, batch_size=args.batch_size)
+    except UnknownItemError as e:
+        ids = e.unknown_item_ids
+        raise InputError(f"{requests[e.request_index].where}: {len(ids)} item id(s) not in the catalogue of "
+                         f"{recommender.num_items} items: {ids[:10]} (without --strict they are skipped)") from None
+    except EmptyHistoryError as e:
+        reason = e.reason.replace("empty_history='popular'", "--empty-history popular")
+        raise InputError(f"{requests[e.request_index].where}: {reason}") from None
+    write_recommendations(results, args.output, args.output_format)
+    skipped = [r for r in results if r.unknown_item_ids]
+    popular = sum(r.source == "popular" for r in results)
+    print(f"{PROG} recommend: {len(results)} request(s), k={args.k}; {sum(len(r.unknown_item_ids) for r in skipped)} unknown "
+          f"item id(s) skipped in {len(skipped)} request(s); {popular} popularity fallback(s)"
+          + ("" if args.output == "-" else f" -> {args.output}"), file=sys.stderr)
+    return 0
+
+
+def run_export(argv: list[str]) -> int:
+    parser = _export_parser()
+    args = parser.parse_args(argv)
+    if args.out is None and args.push_to_hub is None:
+        parser.error("give --out DIR and/or --push-to-hub REPO_ID")
+    recommender = _load_recommender(args)
+    if args.out is not None:
+        folder = recommender.save_pretrained(args.out, include_user_ids=not args.no_user_ids)
+        print(f"{PROG} export: {recommender!r} -> {folder}", file=sys.stderr)
+    if args.push_to_hub is not None:
+        commit = recommender.push_to_hub(args.push_to_hub, private=args.private or None, include_user_ids=not args.no_user_ids)
+        print(f"{PROG} export: pushed to {args.push_to_hub} ({commit})", file=sys.stderr)
+    return 0
+
+
+LOCAL_COMMANDS = {
+    "recommend": (run_recommend, "Recommend items for histories (JSON/CSV in, JSON/CSV out) with a trained recommender."),
+    "export": (run_export, "Save a trained run (or a bundle) as a self-contained recommender bundle; push it to the Hub."),
+}
+
+
+def packaged_configs_dir() -> Path:
+    """The recipes' YAML configs (``recipes/configs``, installed as package data of ``genrec.recipes``)."""
+    import genrec.recipes
+
+    return Path(genrec.recipes.__file__).parent / "configs"
+
+
+def _resolve_config(argv: list[str]) -> list[str]:
+    """``--config NAME`` -> the packaged ``configs/NAME.yaml`` when NAME is not an existing file."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            index, value, prefix = i + 1, out[i + 1], ""
+        elif arg.startswith("--config="):
+            index, value, prefix = i, arg.split("=", 1)[1], "--config="
+        else:
+            continue
+        if not Path(value).is_file():
+            for candidate in (packaged_configs_dir() / value, packaged_configs_dir() / f"{value}.yaml"):
+                if candidate.is_file():
+                    out[index] = prefix + str(candidate)
+                    break
+        break
+    return out
+
+
+def _recipe_help_preface(name: str, command: RecipeCommand, installed: bool = True) -> str:
+    lines = [f"{PROG} {name}: {command.summary}", "", "examples:"] + [f"  {e}" for e in command.examples]
+    if command.takes_config:
+        configs = sorted(p.stem for p in packaged_configs_dir().glob("*.yaml"))
+        lines += ["", f"--config takes a YAML file or the name of a packaged config: {', '.join(configs)}.",
+                  "key=value overrides use dotted paths (model.d_model=256); unknown keys are errors."]
+    if installed:
+        lines += ["", "The recipe's own options follow.", "-" * 80]
+    return "\n".join(lines)
+
+
+def run_recipe(name: str, argv: list[str]) -> int:
+    command = RECIPES[name]
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    try:
+        module = importlib.import_module(command.module)
+    except ModuleNotFoundError as e:
+        if not command.optional or e.name != command.module:
+            raise
+        message = (f"{PROG} {name}: the tokenizer-comparison recipe is not installed ({command.module}, "
+                   "recipes/compare_tokenizers.py); update genrec to a version that ships it")
+        if wants_help:
+            print(_recipe_help_preface(name, command, installed=False) + "\n\n" + message)
+            return 0
+        print(message, file=sys.stderr)
+        return 2
+    if wants_help:
+        print(_recipe_help_preface(name, command), flush=True)
+    saved = sys.argv[0]
+    sys.argv[0] = f"{PROG} {name}"  # argparse names the program after argv[0]: show the subcommand in usage lines
+    from genrec.config import ConfigError
+    from genrec.data import DataError
+
+    try:
+        module.main(_resolve_config(argv))
+    except SystemExit as e:  # --help, or argparse usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except (ConfigError, DataError) as e:  # a bad config key or dataset: the message says it all (other errors keep their traceback)
+        print(f"{PROG} {name}: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        sys.argv[0] = saved
+    return 0
+
+
+def _top_level_help() -> str:
+    width = max(len(n) for n in [*RECIPES, *LOCAL_COMMANDS])
+    lines = [f"usage: {PROG} COMMAND [options]   ({PROG} COMMAND --help for a command's options and examples)", "",
+             "Generative recommendation on Semantic IDs: train a tokenizer and a recommender, evaluate, recommend.", "",
+             "commands:"]
+    for name in ("train-tokenizer", "train", "evaluate", "export", "recommend", "compare"):
+        summary = RECIPES[name].summary if name in RECIPES else LOCAL_COMMANDS[name][1]
+        lines.append(f"  {name:<{width}}  {summary}")
+    lines += ["", "quick start (Amazon Beauty; data in $GENREC_DATA_DIR):",
+              "  genrec train-tokenizer --config tokenizer_rqvae output_dir=runs/beauty/tokenizer",
+              "  genrec train --config genrec_beauty tokenizer_dir=runs/beauty/tokenizer output_dir=runs/beauty/genrec",
+              "  genrec export --model runs/beauty/genrec --out runs/beauty/recommender",
+              "  genrec recommend --model runs/beauty/recommender --history B004756YJA B004ZT0SSG --k 5",
+              "", "options:", "  -h, --help  show this help and exit", "  --version   print the genrec version and exit"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``genrec`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_level_help())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from genrec import __version__
+
+        print(f"{PROG} {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in RECIPES and name not in LOCAL_COMMANDS:
+        close = difflib.get_close_matches(name, [*RECIPES, *LOCAL_COMMANDS], n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        print(f"{PROG}: unknown command {name!r}{hint} (see {PROG} --help)", file=sys.stderr)
+        return 2
+    if name in RECIPES:
+        return run_recipe(name, rest)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bars around a one-line answer
+    try:
+        return LOCAL_COMMANDS[name][0](rest)
+    except SystemExit as e:  # --help, or argparse usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except (ValueError, OSError) as e:  # bad input files, broken bundles, missing data: a message, not a traceback
+        print(f"{PROG} {name}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""GenerativeRecommender: save/reload exactness, recipe-equal inputs, bad inputs, broken bundles, run folders, Hub push.
+
+Everything runs on a tiny synthetic catalogue (60 items, RQ-KMeans SIDs 4x4 + dedup) with a tiny T5
+trained for a few steps, so the whole module takes a few seconds on one thread.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from genrec.data import (
+    CausalCollator,
+    Examples,
+    Seq2SeqCollator,
+    build_causal_dataset,
+    build_seq2seq_dataset,
+    leave_one_out_split,
+    load_dataset,
+)
+from genrec.decoding import (
+    PrefixTrie,
+    constrained_beam_search,
+    constrained_beam_search_causal,
+    score_all_items,
+)
+from genrec.models import T5RecConfig, build_t5
+from genrec.pipeline import (
+    CONFIG_FILE,
+    EmptyHistoryError,
+    GenerationSettings,
+    GenerativeRecommender,
+    PopularItems,
+    Recommendation,
+    UnknownItemError,
+)
+from genrec.tokenizer import RQKMeans, SIDTokenizer
+from genrec.vocab import SIDVocab
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hub_server import HubServer  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+NUM_ITEMS, NUM_USERS, DIM = 60, 40, 8
+TINY_T5 = T5RecConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
+
+
+def synthetic_interactions(seed: int = 0) -> pd.DataFrame:
+    """40 users, 5-9 interactions each, drifting through item clusters (so there is something to learn)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(NUM_USERS):
+        start = int(rng.integers(NUM_ITEMS))
+        for t in range(int(rng.integers(5, 10))):
+            rows.append((f"user{u}", f"item{(start + 3 * t + int(rng.integers(2))) % NUM_ITEMS}", 1000 * u + t))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def write_dataset(folder: Path, interactions: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    interactions.to_csv(folder / "interactions.csv.gz", index=False)
+    with gzip.open(folder / "items.jsonl.gz", "wt") as f:
+        for i in range(NUM_ITEMS):
+            f.write(json.dumps({"item_id": f"item{i}", "title": f"Product {i}", "brand": f"Brand {i % 7}",
+                                "categories": f"Cat {i % 5}"}) + "\n")
+    return folder
+
+
+def tiny_tokenizer(seed: int = 0, levels=(4, 4)) -> SIDTokenizer:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(NUM_ITEMS, DIM, generator=g)
+    quantizer = RQKMeans(levels, seed=0)
+    quantizer.fit(x)
+    return SIDTokenizer.from_quantizer(quantizer, [f"item{i}" for i in range(NUM_ITEMS)], x, training_data="synthetic")
+
+
+def train_steps(model, dataset, collator, steps: int = 15, seed: int = 0) -> None:
+    """A few AdamW steps on the seq2seq/causal rows, so the model is 'trained' rather than random."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    rows = dataset.to_list()
+    for step in range(steps):
+        batch = collator([rows[(step * 16 + j) % len(rows)] for j in range(16)])
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+        loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """Tokenizer, vocab, leave-one-out split of the synthetic data, trained tiny T5, and its recommender."""
+    tokenizer = tiny_tokenizer()
+    vocab = SIDVocab(tokenizer.codebook_sizes, num_user_tokens=7)
+    split = leave_one_out_split(synthetic_interactions(), item_ids=tokenizer.item_ids, max_history=5)
+    item_tokens = vocab.codes_to_tokens(tokenizer.sids)
+    torch.manual_seed(0)
+    model = build_t5(vocab, TINY_T5)
+    train_steps(model, build_seq2seq_dataset(split.train, item_tokens, add_user_token=vocab.user_token), Seq2SeqCollator())
+    popular = PopularItems.from_sequences(split.item_ids, split.train_item_sequences(), top=20)
+    rec = GenerativeRecommender(model, tokenizer, vocab, max_history=5, generation=GenerationSettings(num_beams=12, batch_size=8),
+                                popular_items=popular, user_ids=split.user_ids, training_data="synthetic: 40 users",
+                                metrics={"test": {"recall@10": 0.25, "ndcg@10": 0.125}},
+                                evaluation={"protocol": "leave-one-out", "num_beams": 12}, device="cpu")
+    return {"tokenizer": tokenizer, "vocab": vocab, "split": split, "item_tokens": item_tokens, "rec": rec}
+
+
+def histories_of(split, examples: Examples) -> list[list[str]]:
+    return [[split.item_ids[i] for i in h] for h in examples.histories()]
+
+
+def assert_same(a: list[Recommendation], b: list[Recommendation]) -> None:
+    assert [r.item_ids for r in a] == [r.item_ids for r in b]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x.scores, y.scores, rtol=1e-5, atol=1e-5)
+        assert (x.user_id, x.source, x.unknown_item_ids) == (y.user_id, y.source, y.unknown_item_ids)
+
+
+# ---------------------------------------------------------------------------------------------- exactness
+
+
+def test_recommend_equals_beam_search_on_the_recipe_inputs(setup):
+    """Test users' histories through the pipeline == constrained beam search on build_seq2seq_dataset rows (the recipe's input)."""
+    rec, split, vocab, tokens = setup["rec"], setup["split"], setup["vocab"], setup["item_tokens"]
+    dataset = build_seq2seq_dataset(split.test, tokens, add_user_token=vocab.user_token)
+    batch = Seq2SeqCollator()(dataset.to_list())
+    items, scores = constrained_beam_search(rec.model, batch["input_ids"], batch["attention_mask"], PrefixTrie.from_item_tokens(tokens, vocab),
+                                            num_beams=12, top_k=10)
+    out = rec.recommend(histories_of(split, split.test), k=10, user_ids=split.user_ids, exclude_seen=False)
+    assert [r.item_ids for r in out] == [[split.item_ids[i] for i in row] for row in items.tolist()]
+    np.testing.assert_allclose([r.scores for r in out], scores.numpy(), rtol=1e-5, atol=1e-5)
+    assert all(r.source == "model" and r.user_id == u for r, u in zip(out, split.user_ids, strict=True))
+
+
+def test_full_width_beams_equal_the_exhaustive_ranking(setup):
+    rec, split, vocab, tokens = setup["rec"], setup["split"], setup["vocab"], setup["item_tokens"]
+    dataset = build_seq2seq_dataset(split.test, tokens, add_user_token=vocab.user_token)
+    batch = Seq2SeqCollator()(dataset.to_list()[:6])
+    exhaustive = score_all_items(rec.model, batch["input_ids"], batch["attention_mask"], tokens, vocab=vocab)
+    out = rec.recommend(histories_of(split, split.test)[:6], k=5, user_ids=split.user_ids[:6], exclude_seen=False, num_beams=NUM_ITEMS)
+    for row, r in zip(exhaustive, out, strict=True):
+        best = sorted(range(NUM_ITEMS), key=lambda i: (-row[i].item(), i))[:5]
+        assert r.item_ids == [split.item_ids[i] for i in best]
+        np.testing.assert_allclose(r.scores, row[best].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_saved_bundle_reloads_to_the_same_recommendations(setup, tmp_path):
+    rec, split = setup["rec"], setup["split"]
+    histories = histories_of(split, split.test)
+    users = [*split.user_ids[:-3], "new-user", None, "user3"]
+    before = rec.recommend(histories, k=10, user_ids=users)
+    folder = rec.save_pretrained(tmp_path / "bundle")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", CONFIG_FILE, "model", "popular_items.json", "tokenizer", "user_ids.json"]
+    assert (folder / "model" / "model.safetensors").is_file() and (folder / "tokenizer" / "sid_table.safetensors").is_file()
+    assert not list(tmp_path.glob(".*"))  # no staging folder left
+    loaded = GenerativeRecommender.from_pretrained(folder, device="cpu")
+    assert loaded.model_type == "t5" and loaded.config == json.loads(json.dumps(rec.config))
+    assert_same(loaded.recommend(histories, k=10, user_ids=users), before)
+    # Batching and order do not change anything: one history at a time, reversed, gives the same lists.
+    single = [loaded.recommend([h], k=10, user_ids=[u], batch_size=1)[0] for h, u in zip(histories[::-1], users[::-1], strict=True)]
+    assert_same(single[::-1], before)
+    # The model card carries the metrics; the config the decoding settings.
+    card = (folder / "README.md").read_text()
+    assert "recommendation_metrics:" in card and "recall@10: 0.25" in card and "| recall@10 | 0.2500 |" in card
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert config["generation"] == {"num_beams": 12, "normalization": "vocab", "batch_size": 8} and config["max_history"] == 5
+    # Without the user ids every user is hashed; saving again over the bundle replaces it.
+    anonymous = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "anonymous", include_user_ids=False), device="cpu")
+    assert not (tmp_path / "anonymous" / "user_ids.json").exists() and anonymous.user_ids is None
+    assert anonymous.user_index("user5") == zlib.crc32(b"user5") and rec.user_index("user5") == 5
+    rec.save_pretrained(folder)
+    assert_same(GenerativeRecommender.from_pretrained(folder, device="cpu").recommend(histories[:3], k=10, user_ids=users[:3]), before[:3])
+
+
+def test_user_tokens_follow_training_order_then_hash(setup):
+    rec = setup["rec"]
+    assert rec.user_index("user0") == 0 and rec.user_index("user5") == setup["split"].user_ids.index("user5")
+    assert rec.user_index(None) == 0
+    assert rec.user_index("someone-new") == rec.user_index("someone-new") != rec.user_index("someone-else")
+
+
+def test_exclude_seen_and_k(setup):
+    rec, split = setup["rec"], setup["split"]
+    histories = histories_of(split, split.test)[:10]
+    for r, h in zip(rec.recommend(histories, k=10, num_beams=40), histories, strict=True):
+        assert not set(r.item_ids) & set(h) and len(r.item_ids) == 10
+        assert r.scores == sorted(r.scores, reverse=True)
+    with_seen = rec.recommend(histories, k=30, exclude_seen=False)  # k above the bundle's 12 beams: k beams are used
+    assert all(len(r.item_ids) == 30 for r in with_seen)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        rec.recommend(histories, k=0)
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+
+def test_unknown_ids_are_skipped_and_counted_or_strict(setup, caplog):
+    rec = setup["rec"]
+    with caplog.at_level(logging.WARNING, logger="genrec.pipeline"):
+        out = rec.recommend([["item1", "nope", "item2", "gone"], ["item3"], ["item7"]], k=5, user_ids=["a", "b", None])
+    assert out[0].unknown_item_ids == ["nope", "gone"] and out[0].num_unknown == 2 and out[1].num_unknown == 0
+    assert "skipped 2 unknown item id(s) in 1 of 3 request(s): request 0 (user 'a'): 2" in caplog.text
+    # Unknown ids do not change the recommendation: same as the history without them.
+    assert_same([rec.recommend([["item1", "item2"]], k=5, user_ids=["a"])[0]], [Recommendation(out[0].item_ids, out[0].scores, "a")])
+    with pytest.raises(UnknownItemError, match=r"request 1 \(user 'b'\): 1 item id\(s\) not in the catalogue of 60 items: \['x'\]") as err:
+        rec.recommend([["item1"], ["item2", "x"]], user_ids=["a", "b"], strict=True)
+    assert err.value.request_index == 1 and err.value.unknown_item_ids == ["x"]
+    with pytest.raises(TypeError, match=r"request 0: history\[1\] must be an item id"):
+        rec.recommend([["item1", 3.5]])
+    with pytest.raises(TypeError, match=r"flat list of item ids: pass \[history\]"):
+        rec.recommend(["item1", "item2"])
+
+
+def test_integer_ids_are_read_as_strings(setup):
+    tokenizer = SIDTokenizer(setup["tokenizer"].quantizer, type(setup["tokenizer"].table)(
+        [str(i) for i in range(NUM_ITEMS)], setup["tokenizer"].sids, setup["tokenizer"].codebook_sizes), embedding_dim=DIM)
+    rec = GenerativeRecommender(setup["rec"].model, tokenizer, setup["vocab"], max_history=5, device="cpu")
+    assert_same(rec.recommend([[1, 2, 3]], k=4), rec.recommend([["1", "2", "3"]], k=4))
+
+
+def test_empty_histories_error_or_popular(setup):
+    rec, split = setup["rec"], setup["split"]
+    with pytest.raises(EmptyHistoryError, match=r"request 1 \(user 'b'\): an empty history; nothing to recommend from"):
+        rec.recommend([["item1"], []], user_ids=["a", "b"])
+    with pytest.raises(EmptyHistoryError, match=r"request 0: only unknown item ids \(2\)"):
+        rec.recommend([["x", "y"]])
+    out = rec.recommend([[], ["x"], ["item4"]], k=5, empty_history="popular")
+    counts = np.bincount(np.concatenate(split.train_sequences), minlength=NUM_ITEMS)
+    expected = sorted(range(NUM_ITEMS), key=lambda i: (-counts[i], i))[:5]
+    for r in out[:2]:
+        assert r.source == "popular" and r.item_ids == [split.item_ids[i] for i in expected]
+        np.testing.assert_allclose(r.scores, np.log(counts[expected] / counts.sum()))
+    assert out[1].unknown_item_ids == ["x"] and out[2].source == "model"
+    bare = GenerativeRecommender(rec.model, rec.tokenizer, rec.vocab, max_history=5, device="cpu")
+    with pytest.raises(EmptyHistoryError, match="has no popular items"):
+        bare.recommend([[]], empty_history="popular")
+    with pytest.raises(ValueError, match="empty_history must be 'error' or 'popular'"):
+        rec.recommend([[]], empty_history="zero")
+
+
+# ---------------------------------------------------------------------------------------------- broken bundles
+
+
+def _break(folder: Path, case: str) -> None:
+    if case == "missing_weights":
+        (folder / "model" / "model.safetensors").unlink()
+    elif case == "missing_tokenizer_file":
+        (folder / "tokenizer" / "sid_items.json").unlink()
+    elif case == "missing_config":
+        (folder / CONFIG_FILE).unlink()
+    elif case in ("wrong_version", "unknown_model_type", "vocab_mismatch", "missing_key"):
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        if case == "wrong_version":
+            config["format_version"] = 99
+        elif case == "unknown_model_type":
+            config["model_type"] = "rnn"
+        elif case == "vocab_mismatch":
+            config["vocab"]["codebook_sizes"] = [4, 4, 99]
+        else:
+            del config["generation"]
+        (folder / CONFIG_FILE).write_text(json.dumps(config))
+    elif case == "truncated_config":
+        (folder / CONFIG_FILE).write_text('{"format_version": 1, "model_')
+    elif case == "truncated_weights":
+        path = folder / "model" / "model.safetensors"
+        path.write_bytes(path.read_bytes()[:100])
+    elif case == "wrong_weights":
+        save_file({"shared.weight": torch.zeros(3, 3)}, folder / "model" / "model.safetensors", metadata={"format": "pt"})
+    elif case == "pickle":
+        torch.save({"w": torch.zeros(2)}, folder / "model" / "pytorch_model.bin")
+    elif case == "popular_missing":
+        (folder / "popular_items.json").unlink()
+
+
+BAD_BUNDLES = {
+    "missing_weights": (FileNotFoundError, r"missing file model/model\.safetensors"),
+    "missing_tokenizer_file": (FileNotFoundError, r"missing file tokenizer/sid_items\.json"),
+    "missing_config": (FileNotFoundError, r"neither a genrec recommender bundle \(no genrec_config\.json\) nor a train_genrec\.py run"),
+    "wrong_version": (ValueError, r"genrec_config\.json: unsupported format_version 99; this genrec reads version 1"),
+    "unknown_model_type": (ValueError, r"genrec_config\.json: unknown model_type 'rnn'; this genrec supports \['causal', 't5'\]"),
+    "vocab_mismatch": (ValueError, r"SID levels \(4, 4, \d+\) differ from the vocabulary's \(4, 4, 99\)"),
+    "missing_key": (ValueError, r"genrec_config\.json: missing key\(s\) \['generation'\]"),
+    "truncated_config": (ValueError, r"genrec_config\.json: not valid JSON"),
+    "truncated_weights": (ValueError, r"model: cannot load the t5 model"),
+    "wrong_weights": (ValueError, r"model: cannot load the t5 model"),
+    "pickle": (ValueError, r"pickle-based file\(s\) \['model/pytorch_model\.bin'\]"),
+    "popular_missing": (FileNotFoundError, r"missing file popular_items\.json"),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_bundle(setup, tmp_path_factory):
+    return setup["rec"].save_pretrained(tmp_path_factory.mktemp("saved") / "bundle")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BUNDLES))
+def test_broken_bundles_get_clear_errors(saved_bundle, tmp_path, case):
+    import shutil
+
+    folder = Path(shutil.copytree(saved_bundle, tmp_path / "bundle"))
+    _break(folder, case)
+    error, message = BAD_BUNDLES[case]
+    with pytest.raises(error, match=message):
+        GenerativeRecommender.from_pretrained(folder, device="cpu")
+
+
+def test_save_refuses_a_foreign_folder_and_checks_the_tokenizer(setup, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty and not a genrec recommender bundle"):
+        setup["rec"].save_pretrained(tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    other = tiny_tokenizer(levels=(3, 3))
+    with pytest.raises(ValueError, match="the model was trained on another tokenizer"):
+        GenerativeRecommender(setup["rec"].model, other, setup["vocab"], device="cpu")
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a valid Hub repo id"):
+        GenerativeRecommender.from_pretrained(tmp_path / "no" / "such" / "bundle")
+
+
+# ---------------------------------------------------------------------------------------------- run folders
+
+
+def test_training_run_folder_loads_with_popular_items_and_users(setup, tmp_path, caplog):
+    """A train_genrec.py-style folder: best/ + config.json + vocab.json + metrics.json, tokenizer and dataset on disk."""
+    rec, split = setup["rec"], setup["split"]
+    data = write_dataset(tmp_path / "data" / "synthetic", synthetic_interactions())
+    tok_dir = setup["tokenizer"].save_pretrained(tmp_path / "tok")
+    run = tmp_path / "run"
+    rec.model.save_pretrained(run / "best")
+    (run / "config.json").write_text(json.dumps({"dataset": str(data), "data_dir": None, "tokenizer_dir": str(tok_dir), "max_history": 5,
+                                                 "num_user_tokens": 7, "eval": {"num_beams": 12, "ks": [5, 10]}}))
+    (run / "vocab.json").write_text(json.dumps(setup["vocab"].to_dict()))
+    (run / "metrics.json").write_text(json.dumps({"test": {"recall@10": 0.5}, "validation": {"recall@10": 0.4}, "timings": {"test_users": 40}}))
+
+    loaded = GenerativeRecommender.from_pretrained(run, device="cpu")
+    assert loaded.user_ids == split.user_ids and loaded.popular_items.item_ids[:20] == rec.popular_items.item_ids
+    assert loaded.metrics == {"validation": {"recall@10": 0.4}, "test": {"recall@10": 0.5}} and loaded.generation.num_beams == 12
+    histories = histories_of(split, split.test)
+    assert_same(loaded.recommend(histories, k=10, user_ids=split.user_ids),
+                rec.recommend(histories, k=10, user_ids=split.user_ids))
+
+    # An old-layout or moved tokenizer_dir: a clear error, and tokenizer= fixes it.
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "tokenizer_dir": str(tmp_path / "moved")}))
+    with pytest.raises(FileNotFoundError, match=r"tokenizer_dir=.*moved' is not a folder .* pass tokenizer=PATH_OR_REPO_ID"):
+        GenerativeRecommender.from_pretrained(run)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "tokenizer_config.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps({**config, "tokenizer_dir": str(tmp_path / "old")}))
+    with pytest.raises(ValueError, match="cannot load the run's tokenizer .*old .*missing file sid_tokenizer_config.json.*pass tokenizer="):
+        GenerativeRecommender.from_pretrained(run)
+    assert GenerativeRecommender.from_pretrained(run, tokenizer=tok_dir, device="cpu").num_items == NUM_ITEMS
+    # model.type of newer runs: a LoRA run is refused clearly, a type that contradicts best/ too.
+    (run / "config.json").write_text(json.dumps({**config, "model": {"type": "lora"}}))
+    with pytest.raises(NotImplementedError, match="a LoRA run"):
+        GenerativeRecommender.from_pretrained(run)
+    (run / "config.json").write_text(json.dumps({**config, "model": {"type": "causal"}}))
+    with pytest.raises(ValueError, match="model.type='causal', but best/config.json holds a 't5' model"):
+        GenerativeRecommender.from_pretrained(run)
+
+    # Without its dataset the run still loads: no popular items, every user hashed (with a warning).
+    (run / "config.json").write_text(json.dumps({**config, "dataset": str(tmp_path / "gone")}))
+    with caplog.at_level(logging.WARNING, logger="genrec.pipeline"):
+        bare = GenerativeRecommender.from_pretrained(run, device="cpu")
+    assert bare.popular_items is None and bare.user_ids is None and "cannot load the run's dataset" in caplog.text
+    assert load_dataset(data).item_ids == rec.item_ids
+
+
+# ---------------------------------------------------------------------------------------------- decoder-only
+
+
+def test_causal_model_bundle(setup, tmp_path):
+    vocab, split, tokens = setup["vocab"], setup["split"], setup["item_tokens"]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                         pad_token_id=0, bos_token_id=None, eos_token_id=1))
+    train_steps(model, build_causal_dataset(split.train, tokens, add_user_token=vocab.user_token), CausalCollator(), steps=5)
+    rec = GenerativeRecommender(model, setup["tokenizer"], vocab, max_history=5, generation=GenerationSettings(num_beams=12),
+                                user_ids=split.user_ids, device="cpu")
+    assert rec.model_type == "causal"
+    # Reference: constrained_beam_search_causal on the recipe's prompts, left-padded.
+    rows = build_causal_dataset(split.test, tokens, add_user_token=vocab.user_token).to_list()
+    prompts = CausalCollator(padding_side="left")([{"input_ids": r["input_ids"][: r["prompt_length"]], "labels": [-100] * r["prompt_length"]}
+                                                   for r in rows])
+    items, scores = constrained_beam_search_causal(model, prompts["input_ids"], prompts["attention_mask"],
+                                                   PrefixTrie.from_item_tokens(tokens, vocab), num_beams=12, top_k=10)
+    histories = histories_of(split, split.test)
+    out = rec.recommend(histories, k=10, user_ids=split.user_ids, exclude_seen=False)
+    assert [r.item_ids for r in out] == [[split.item_ids[i] for i in row] for row in items.tolist()]
+    np.testing.assert_allclose([r.scores for r in out], scores.numpy(), rtol=1e-5, atol=1e-5)
+    loaded = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "causal"), device="cpu")
+    assert loaded.model_type == "causal" and json.loads((tmp_path / "causal" / CONFIG_FILE).read_text())["model_type"] == "causal"
+    assert_same(loaded.recommend(histories, k=10, user_ids=split.user_ids, exclude_seen=False), out)
+
+
+# ---------------------------------------------------------------------------------------------- Hub
+
+
+CLIENT_SCRIPT = r"""
+import json, sys
+from huggingface_hub import HfApi
+from genrec.pipeline import GenerativeRecommender
+
+local, out = sys.argv[1:3]
+histories = json.load(open(out + "/histories.json"))
+rec = GenerativeRecommender.from_pretrained(local, device="cpu")
+commit = rec.push_to_hub("genrec-test/tiny-tiger")
+loaded = GenerativeRecommender.from_pretrained("genrec-test/tiny-tiger", device="cpu")
+cached = GenerativeRecommender.from_pretrained("genrec-test/tiny-tiger", local_files_only=True, device="cpu")
+result = {"commit": commit.oid, "config": loaded.config,
+          "recs": [r.to_dict() for r in loaded.recommend(histories, k=10)],
+          "cached": [r.to_dict() for r in cached.recommend(histories, k=10)]}
+HfApi().upload_file(path_or_fileobj=b"\x80\x04K\x01.", path_in_repo="model/extra.pkl", repo_id="genrec-test/tiny-tiger")
+try:
+    GenerativeRecommender.from_pretrained("genrec-test/tiny-tiger")
+except ValueError as e:
+    result["pickle_error"] = str(e)
+json.dump(result, open(out + "/result.json", "w"))
+"""
+
+
+def test_push_to_hub_and_load_back_with_the_real_client(setup, saved_bundle, tmp_path):
+    rec, split = setup["rec"], setup["split"]
+    histories = histories_of(split, split.test)[:8]
+    (tmp_path / "histories.json").write_text(json.dumps(histories))
+    (tmp_path / "client.py").write_text(CLIENT_SCRIPT)
+    with HubServer(tmp_path / "hub") as hub:
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("HF_")}
+        env.update(HF_ENDPOINT=hub.url, HF_TOKEN="hf_dummy_test_token", HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0",
+                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1",
+                   OMP_NUM_THREADS="1")
+        run = subprocess.run([sys.executable, str(tmp_path / "client.py"), str(saved_bundle), str(tmp_path)],
+                             env=env, capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0, run.stderr[-4000:]
+        stored = hub.files("genrec-test/tiny-tiger", revision=json.loads((tmp_path / "result.json").read_text())["commit"])
+    result = json.loads((tmp_path / "result.json").read_text())
+    local = {str(p.relative_to(saved_bundle)) for p in saved_bundle.rglob("*") if p.is_file()}
+    assert set(stored) == {".gitattributes", *local}
+    for name in local - {"README.md"}:  # the pushed card names the repo; everything else is byte-identical
+        assert stored[name] == (saved_bundle / name).read_bytes(), name
+    assert "model_name: genrec-test/tiny-tiger" in stored["README.md"].decode()
+    expected = [r.to_dict() for r in rec.recommend(histories, k=10)]
+    for got in (result["recs"], result["cached"]):
+        assert [r["item_ids"] for r in got] == [r["item_ids"] for r in expected]
+        np.testing.assert_allclose([r["scores"] for r in got], [r["scores"] for r in expected], rtol=1e-5, atol=1e-5)
+    assert "pickle-based file(s) ['model/extra.pkl']" in result["pickle_error"]
