@@ -2,8 +2,15 @@
 
 Every user's held-out item is ranked against the whole catalogue: beam search over the prefix trie
 of all catalogue SIDs returns the top ``max(ks)`` items (METHOD.md section 8). Users are processed
-in length-sorted batches (less padding); under ``accelerate launch`` each process decodes a shard
-and results are gathered and de-duplicated by user, so metrics equal a single-process run.
+in length-sorted batches (less padding); under ``accelerate launch`` each process decodes whole
+batches of the same length-sorted batch list a single process would use, and the per-user results
+are gathered with ``gather_for_metrics`` (which drops the users the sharded loader repeats to give
+every process the same number of batches) and de-duplicated by user as a second guard (the first
+copy, decoded in its original batch, is kept), so the metrics equal a single-process run's.
+
+Encoder-decoder models (T5, a LoRA-wrapped T5) decode with :func:`constrained_beam_search`,
+decoder-only models (Llama/Qwen2, a LoRA-wrapped LM) with :func:`constrained_beam_search_causal` on
+the same prompt rows, left-aligned here.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from genrec.decoding import constrained_beam_search
+from genrec.decoding import constrained_beam_search, constrained_beam_search_causal
 from genrec.eval.metrics import per_user_metrics
 from genrec.training.sampler import LengthBucketBatchSampler
 
@@ -54,10 +61,14 @@ def evaluate_generative(
     """Rank the catalogue for every example of ``dataset`` and score the targets.
 
     Args:
-        model: a seq2seq SID model (``T5ForConditionalGeneration``), already on its device.
-        dataset: rows with ``input_ids``, ``target`` (item index), ``user_index``, ``length``.
+        model: a SID model already on its device: encoder-decoder (``T5ForConditionalGeneration``) or
+            decoder-only (``LlamaForCausalLM``, ...), possibly wrapped by peft; dispatched on
+            ``model.config.is_encoder_decoder``.
+        dataset: rows with ``input_ids`` (the prompt: :func:`genrec.data.build_seq2seq_dataset` rows
+            serve both kinds of model), ``target`` (item index), ``user_index``, ``length``.
         trie: :class:`genrec.decoding.PrefixTrie` of the catalogue's SID tokens.
-        collator: pads rows into ``input_ids``/``attention_mask`` tensors.
+        collator: pads rows into ``input_ids``/``attention_mask`` tensors (either side: prompts of a
+            decoder-only model are left-aligned here).
         num_beams: beam width (>= max(ks); METHOD.md asks for >= the largest K reported).
         max_users: evaluate only the first ``max_users`` examples (quick validation); None = all.
     """
@@ -78,13 +89,19 @@ def evaluate_generative(
 
     start = time.perf_counter()
     ranked_all, target_all, user_all = [], [], []
+    causal = not model.config.is_encoder_decoder
     for batch in tqdm(loader, desc=desc, disable=not (show_progress and is_main), dynamic_ncols=True):
-        items, _scores = constrained_beam_search(
-            model, batch["input_ids"].to(device), batch["attention_mask"].to(device), trie, num_beams=num_beams, top_k=top_k
-        )
+        input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        if causal:
+            input_ids, attention_mask = left_align(input_ids, attention_mask)
+            items, _scores = constrained_beam_search_causal(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k)
+        else:
+            items, _scores = constrained_beam_search(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k)
         ranked, target, users = items, batch["target"].to(device), batch["user_index"].to(device)
         if accelerator is not None:
-            ranked, target, users = accelerator.gather((ranked.contiguous(), target.contiguous(), users.contiguous()))
+            # gather_for_metrics drops the repeated examples the sharded loader appended to even out the
+            # last batches; the de-duplication by user below is a second guard.
+            ranked, target, users = accelerator.gather_for_metrics((ranked.contiguous(), target.contiguous(), users.contiguous()))
         ranked_all.append(ranked.cpu())
         target_all.append(target.cpu())
         user_all.append(users.cpu())
@@ -98,9 +115,27 @@ def evaluate_generative(
     # Sharding pads the last batches with repeated examples: keep each user once.
     users, first = _first_occurrence(users)
     ranked, targets = ranked[first], targets[first]
+    expected = len(torch.unique(torch.as_tensor(dataset["user_index"])))
+    if len(users) != expected:
+        raise RuntimeError(f"evaluation gathered {len(users)} distinct users, the dataset has {expected}: "
+                           "a process's results were lost (metrics would not be over all users)")
     per_user = per_user_metrics(ranked, targets, ks)
     metrics = {name: v.mean().item() for name, v in per_user.items()}
     return EvalResult(metrics=metrics, per_user=per_user, user_index=users, ranked_items=ranked, num_users=len(users), seconds=seconds)
+
+
+def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move every row's real tokens (``attention_mask == 1``, one contiguous run) to the right end.
+
+    Padding ids are kept as they are (moved to the left), so any pad id works. Left-padded input
+    comes back unchanged.
+    """
+    width = input_ids.shape[1]
+    lengths = attention_mask.long().sum(dim=1)
+    first = attention_mask.long().argmax(dim=1)  # start of each row's run (0 for an empty row)
+    shift = width - lengths - first  # how far right each row moves
+    source = (torch.arange(width, device=input_ids.device)[None, :] - shift[:, None]) % width
+    return input_ids.gather(1, source), attention_mask.gather(1, source)
 
 
 def _first_occurrence(users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

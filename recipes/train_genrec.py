@@ -1,15 +1,26 @@
-"""Train a TIGER-style generative recommender on Semantic IDs and evaluate it on the test split.
+"""Train a generative recommender on Semantic IDs and evaluate it on the test split.
 
-    python recipes/train_genrec.py --config recipes/configs/genrec_beauty.yaml \
+    python recipes/train_genrec.py --config recipes/configs/genrec_beauty.yaml \\
         tokenizer_dir=runs/beauty/tokenizer output_dir=runs/beauty/genrec training.epochs=5
-    accelerate launch --num_processes 2 recipes/train_genrec.py --config ...   # data-parallel
+    python recipes/train_genrec.py --config recipes/configs/genrec_beauty_causal.yaml   # decoder-only
+    python recipes/train_genrec.py --config recipes/configs/genrec_beauty_lora.yaml model.lora.pretrained=PATH
+    python recipes/train_genrec.py --config ... --resume       # continue a killed run from its last checkpoint
+    accelerate launch --num_processes 2 recipes/train_genrec.py --config ...   # data-parallel (GPUs)
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train_genrec.py --config ...  # CPU processes
+
+``model.type`` picks the recommender: ``t5`` (TIGER's encoder-decoder; the T5 fields of ``model``),
+``causal`` (a Llama/Qwen2-style decoder-only model from ``model.causal``) or ``lora`` (a local
+pretrained Hugging Face LM + LoRA from ``model.lora``: SID tokens added to its text tokenizer, the
+new embedding rows trained, item titles mixed into the history). All three share the data split,
+the SID table, the training loop and trie-constrained beam search.
 
 Steps: load the dataset and its leave-one-out split (METHOD.md section 8), load the item -> SID
-table written by ``recipes/train_tokenizer.py``, turn histories into SID-token sequences, build a
-T5 from the config, train it with the Accelerate loop (validation NDCG@10 picks the best epoch),
-then evaluate the best model on the full validation and test sets with trie-constrained beam
-search. Writes ``<output_dir>/metrics.json`` with ``validation`` and ``test`` metrics, the model
-(``best/``), the vocabulary and the resolved config.
+table written by ``recipes/train_tokenizer.py``, turn histories into token sequences, build the
+model, train it with the Accelerate loop (validation NDCG@10 picks the best epoch; resumable
+checkpoints under ``checkpoints/``), then evaluate the best model on the full validation and test
+sets. Writes ``<output_dir>/metrics.json`` with ``validation`` and ``test`` metrics, the model
+(``best/``), ``token_space.json`` (where the SID tokens are), ``vocab.json`` (t5/causal) or
+``text_tokenizer/`` (lora), and the resolved config.
 """
 
 from __future__ import annotations
@@ -17,23 +28,41 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from transformers import T5ForConditionalGeneration
+from accelerate.utils import set_seed
 
 from genrec.config import load_config
-from genrec.data import Seq2SeqCollator, build_seq2seq_dataset, leave_one_out_split, load_dataset
+from genrec.data import (
+    CausalCollator,
+    Seq2SeqCollator,
+    build_causal_dataset,
+    build_seq2seq_dataset,
+    item_texts,
+    leave_one_out_split,
+    load_dataset,
+)
 from genrec.decoding import PrefixTrie
 from genrec.eval.evaluate import evaluate_generative
-from genrec.models import T5RecConfig, build_t5
+from genrec.models import (
+    CausalRecConfig,
+    LoRARecConfig,
+    T5RecConfig,
+    TokenSpace,
+    build_causal,
+    build_lora,
+    build_t5,
+    load_model,
+)
 from genrec.tokenizer import SIDTable
 from genrec.training import TrainingConfig, atomic_write_json, train
 from genrec.vocab import SIDVocab
 
 logger = logging.getLogger("train_genrec")
+MODEL_TYPES = ("t5", "causal", "lora")
 
 
 @dataclass
@@ -46,6 +75,18 @@ class EvalConfig:
 
 
 @dataclass
+class ModelConfig(T5RecConfig):
+    """``type`` picks the model; the T5 fields (inherited, top level for older configs) size the t5 model."""
+
+    type: str = "t5"  # "t5" | "causal" | "lora"
+    causal: CausalRecConfig = field(default_factory=CausalRecConfig)
+    lora: LoRARecConfig = field(default_factory=LoRARecConfig)
+
+    def t5(self) -> T5RecConfig:
+        return T5RecConfig(**{f.name: getattr(self, f.name) for f in fields(T5RecConfig)})
+
+
+@dataclass
 class GenRecConfig:
     dataset: str = "amazon_beauty"
     data_dir: str | None = None  # None -> $GENREC_DATA_DIR
@@ -53,14 +94,66 @@ class GenRecConfig:
     output_dir: str = "runs/beauty/genrec"
     max_history: int = 20
     num_user_tokens: int = 2000  # TIGER's hashed user tokens; 0 disables them
-    model: T5RecConfig = field(default_factory=T5RecConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class Inputs:
+    """Everything model-specific about the data: built once, used for training, validation and test."""
+
+    model: torch.nn.Module
+    space: TokenSpace
+    train_ds: object
+    valid_ds: object
+    test_ds: object
+    train_collator: object
+    eval_collator: object
+    vocab: SIDVocab | None = None
+    text_tokenizer: object = None
+
+
+def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable) -> Inputs:
+    """Model + datasets + collators for ``cfg.model.type``. Evaluation rows are prompts only for every type."""
+    kind = cfg.model.type
+    if kind not in MODEL_TYPES:
+        raise ValueError(f"model.type must be one of {MODEL_TYPES}, got {kind!r}")
+    vocab, text_tokenizer, text_kwargs = None, None, {}
+    if kind == "lora":
+        model, text_tokenizer, space = build_lora(cfg.model.lora, sid_table.codebook_sizes, cfg.num_user_tokens)
+        seq2seq = bool(model.config.is_encoder_decoder)
+        lcfg = cfg.model.lora
+        if lcfg.item_text_template:
+            texts = item_texts(dataset.items, lcfg.item_text_template, on_empty="item_id")
+            encoded = text_tokenizer(texts, add_special_tokens=False)["input_ids"]
+            text_kwargs["item_text_tokens"] = [ids[: lcfg.max_item_text_tokens] for ids in encoded]
+        if lcfg.prompt:
+            text_kwargs["prompt_tokens"] = text_tokenizer(lcfg.prompt, add_special_tokens=False)["input_ids"]
+    else:
+        vocab = SIDVocab(tuple(sid_table.codebook_sizes), num_user_tokens=cfg.num_user_tokens)
+        space = TokenSpace.from_vocab(vocab)
+        seq2seq = kind == "t5"
+        model = build_t5(vocab, cfg.model.t5()) if seq2seq else build_causal(vocab, cfg.model.causal)
+    item_tokens = space.codes_to_tokens(sid_table.sids)
+    common = {"add_user_token": space.user_token_fn, "eos_id": space.eos_id, **text_kwargs}
+    build_train = build_seq2seq_dataset if seq2seq else build_causal_dataset
+    eval_collator = Seq2SeqCollator(pad_id=space.pad_id)  # prompt rows; evaluate_generative left-aligns them for causal models
+    return Inputs(
+        model=model, space=space, vocab=vocab, text_tokenizer=text_tokenizer,
+        train_ds=build_train(split.train, item_tokens, **common),
+        valid_ds=build_seq2seq_dataset(split.valid, item_tokens, **common),
+        test_ds=build_seq2seq_dataset(split.test, item_tokens, **common),
+        train_collator=eval_collator if seq2seq else CausalCollator(pad_id=space.pad_id),
+        eval_collator=eval_collator,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (see recipes/configs/)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in <output_dir>/checkpoints (a fresh start if there is none)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=3 model.d_model=64")
     args = parser.parse_args(argv)
     cfg = load_config(GenRecConfig, args.config, args.overrides)
@@ -80,33 +173,39 @@ def main(argv: list[str] | None = None) -> dict:
             f"{cfg.tokenizer_dir}: the SID table does not cover the catalogue of '{cfg.dataset}' in the same order "
             f"({len(sid_table.item_ids)} vs {len(split.item_ids)} items; {len(missing)} missing, e.g. {missing[:5]})"
         )
-    vocab = SIDVocab(tuple(sid_table.codebook_sizes), num_user_tokens=cfg.num_user_tokens)
-    item_tokens = vocab.codes_to_tokens(torch.as_tensor(sid_table.sids))
-    user_token = vocab.user_token if cfg.num_user_tokens else None
-    train_ds = build_seq2seq_dataset(split.train, item_tokens, add_user_token=user_token)
-    valid_ds = build_seq2seq_dataset(split.valid, item_tokens, add_user_token=user_token)
-    test_ds = build_seq2seq_dataset(split.test, item_tokens, add_user_token=user_token)
-    trie = PrefixTrie.from_item_tokens(item_tokens, vocab)
-    collator = Seq2SeqCollator()
+    set_seed(cfg.training.seed)  # the model's initial weights (and LoRA's) depend on the seed only
+    inputs = build_inputs(cfg, dataset, split, sid_table)
+    item_tokens = inputs.space.codes_to_tokens(sid_table.sids)
+    trie = PrefixTrie.from_item_tokens(item_tokens, level_ranges=inputs.space.level_ranges)
     timings["data_seconds"] = time.perf_counter() - t
-    logger.info("%s: %d items, %d train / %d valid / %d test examples; vocab %d tokens",
-                cfg.dataset, len(split.item_ids), len(train_ds), len(valid_ds), len(test_ds), vocab.size)
+    logger.info("%s: %d items, %d train / %d valid / %d test examples; model.type=%s", cfg.dataset, len(split.item_ids),
+                len(inputs.train_ds), len(inputs.valid_ds), len(inputs.test_ds), cfg.model.type)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "token_space.json", inputs.space.to_dict())
+        if inputs.vocab is not None:
+            atomic_write_json(out / "vocab.json", inputs.vocab.to_dict())
+        if inputs.text_tokenizer is not None:
+            inputs.text_tokenizer.save_pretrained(out / "text_tokenizer")
+
+    def evaluate(model, ds, acc, max_users, desc):
+        return evaluate_generative(model, ds, trie, inputs.eval_collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
+                                   batch_size=cfg.eval.batch_size, accelerator=acc, max_users=max_users, desc=desc)
 
     def validate(model, acc):
-        res = evaluate_generative(model, valid_ds, trie, collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
-                                  batch_size=cfg.eval.batch_size, accelerator=acc, max_users=cfg.eval.valid_max_users, desc="validate")
-        return res.metrics
+        return evaluate(model, inputs.valid_ds, acc, cfg.eval.valid_max_users, "validate").metrics
 
-    model = build_t5(vocab, cfg.model)
-    logger.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
-    result = train(model, train_ds, collator, cfg.training, out, validate_fn=validate, accelerator=accelerator)
+    model = inputs.model
+    logger.info("model: %.2fM parameters (%.2fM trainable)", sum(p.numel() for p in model.parameters()) / 1e6,
+                sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
+    result = train(model, inputs.train_ds, inputs.train_collator, cfg.training, out, validate_fn=validate,
+                   accelerator=accelerator, resume=args.resume)
     timings["train_seconds"] = result.train_seconds
 
-    best = T5ForConditionalGeneration.from_pretrained(result.best_dir).to(accelerator.device)
+    best = load_model(result.best_dir, tokenizer_dir=out / "text_tokenizer").to(accelerator.device)
     final = {}
-    for name, ds in (("validation", valid_ds), ("test", test_ds)):
-        res = evaluate_generative(best, ds, trie, collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
-                                  batch_size=cfg.eval.batch_size, accelerator=accelerator, max_users=cfg.eval.test_max_users, desc=name)
+    for name, ds in (("validation", inputs.valid_ds), ("test", inputs.test_ds)):
+        res = evaluate(best, ds, accelerator, cfg.eval.test_max_users, name)
         final[name] = res.metrics
         timings[f"{name}_eval_seconds"] = res.seconds
         timings[f"{name}_users"] = res.num_users
@@ -114,14 +213,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     metrics = {
         **final,
+        "model_type": cfg.model.type,
         "best_epoch": result.best_epoch,
         "steps": result.steps,
+        "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "timings": timings,
         "num_processes": accelerator.num_processes,
         "skipped_users": len(split.skipped_users),
     }
     if accelerator.is_main_process:
-        atomic_write_json(out / "vocab.json", vocab.to_dict())
         atomic_write_json(out / "config.json", asdict(cfg))
         atomic_write_json(out / "metrics.json", metrics)
     return metrics

@@ -8,6 +8,9 @@ Seq2seq (TIGER, encoder-decoder):
 Decoder-only:
     ``input_ids`` = the same prompt followed by the target's ``D`` tokens;
     ``labels`` = ``-100`` on the prompt (no loss), the target's tokens after it.
+Mixed text + SID (a pretrained language model whose tokenizer got the SID tokens):
+    ``item_text_tokens`` puts each history item's text tokens (e.g. its title) before its SID
+    tokens, ``prompt_tokens`` an instruction before the history, ``eos_id`` is the model's ``</s>``.
 
 The datasets are built with numpy over the concatenated histories and handed to Arrow as list
 columns (no Python loop per example or token): Beauty's 131k training examples take well under a
@@ -52,7 +55,7 @@ def _list_column(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
 
 
 def _prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[int], int] | None,
-             suffix_tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             suffix_tokens: np.ndarray | None = None, eos_id: int = EOS_ID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenated rows ``[user] + history tokens + </s> + [suffix]`` for all M examples.
 
     Returns ``(values, lengths, prompt_lengths)``: the flat int64 token array, each row's length and
@@ -72,7 +75,7 @@ def _prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[i
     values = np.empty(int(lengths.sum()), dtype=np.int64)
     is_history = np.ones(len(values), dtype=bool)
     eos_at = starts + prompt_lengths - 1
-    values[eos_at] = EOS_ID
+    values[eos_at] = eos_id
     is_history[eos_at] = False
     if has_user:
         values[starts] = _user_tokens(examples, add_user_token)
@@ -86,20 +89,95 @@ def _prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[i
     return values, lengths, prompt_lengths
 
 
+def _text_sid_prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[int], int] | None,
+                      suffix_tokens: np.ndarray | None, eos_id: int, item_text_tokens: list[list[int]] | None,
+                      prompt_tokens: list[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_prompts` with text: rows ``[user] + prompt + (item text + item SID) per history item + eos + [suffix]``.
+
+    ``item_text_tokens`` holds one token list per catalogue item (None = SIDs only); ``prompt_tokens``
+    is put once after the user token. Same returns as :func:`_prompts`.
+    """
+    n, depth = tokens.shape
+    if item_text_tokens is not None and len(item_text_tokens) != n:
+        raise ValueError(f"item_text_tokens has {len(item_text_tokens)} rows for {n} items")
+    for name, indices in (("history", examples.history_values), ("target", examples.target)):
+        if indices.size and (indices.max() >= n or indices.min() < 0):
+            raise ValueError(f"{name} item index out of range [0, {n}) for item_tokens with {n} rows")
+    # Each item's history unit: its text tokens, then its D SID tokens (ragged: values + offsets).
+    text_lengths = np.array([len(t) for t in item_text_tokens], dtype=np.int64) if item_text_tokens is not None else np.zeros(n, np.int64)
+    unit_lengths = text_lengths + depth
+    unit_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(unit_lengths, out=unit_offsets[1:])
+    unit_values = np.empty(int(unit_offsets[-1]), dtype=np.int64)
+    sid_at = (unit_offsets[1:, None] - depth + np.arange(depth)[None, :]).reshape(-1)
+    unit_values[sid_at] = tokens.reshape(-1)
+    if item_text_tokens is not None and text_lengths.sum():
+        is_text = np.ones(len(unit_values), dtype=bool)
+        is_text[sid_at] = False
+        unit_values[is_text] = np.fromiter((t for row in item_text_tokens for t in row), dtype=np.int64, count=int(text_lengths.sum()))
+
+    prompt = np.asarray(prompt_tokens if prompt_tokens is not None else [], dtype=np.int64)
+    m = len(examples)
+    has_user = add_user_token is not None
+    head = int(has_user) + len(prompt)
+    history_units = unit_lengths[examples.history_values]
+    history_tokens = np.zeros(m, dtype=np.int64)
+    np.add.at(history_tokens, np.repeat(np.arange(m), examples.history_lengths), history_units)
+    suffix_len = 0 if suffix_tokens is None else suffix_tokens.shape[1]
+    prompt_lengths = head + history_tokens + 1
+    lengths = prompt_lengths + suffix_len
+    starts = np.zeros(m, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+
+    values = np.empty(int(lengths.sum()), dtype=np.int64)
+    is_history = np.ones(len(values), dtype=bool)
+    eos_at = starts + prompt_lengths - 1
+    values[eos_at] = eos_id
+    is_history[eos_at] = False
+    if has_user:
+        values[starts] = _user_tokens(examples, add_user_token)
+        is_history[starts] = False
+    if len(prompt):
+        prompt_at = (starts[:, None] + int(has_user) + np.arange(len(prompt))[None, :]).reshape(-1)
+        values[prompt_at] = np.tile(prompt, m)
+        is_history[prompt_at] = False
+    if suffix_len:
+        suffix_at = (eos_at[:, None] + 1 + np.arange(suffix_len)[None, :]).reshape(-1)
+        values[suffix_at] = suffix_tokens.reshape(-1)
+        is_history[suffix_at] = False
+    # What is left, in order, is every history item's unit, example after example.
+    total = int(history_units.sum())
+    unit_starts = unit_offsets[examples.history_values]
+    before = np.zeros(len(history_units), dtype=np.int64)
+    np.cumsum(history_units[:-1], out=before[1:])
+    gather = np.repeat(unit_starts - before, history_units) + np.arange(total)
+    values[is_history] = unit_values[gather]
+    return values, lengths, prompt_lengths
+
+
 def build_seq2seq_dataset(examples: Examples, item_tokens: np.ndarray | torch.Tensor,
-                          add_user_token: Callable[[int], int] | None = None) -> datasets.Dataset:
+                          add_user_token: Callable[[int], int] | None = None, *, eos_id: int = EOS_ID,
+                          item_text_tokens: list[list[int]] | None = None,
+                          prompt_tokens: list[int] | None = None) -> datasets.Dataset:
     """Encoder-decoder rows, one per example.
 
     Args:
         examples: M examples (``SplitData.train`` / ``valid`` / ``test``).
         item_tokens: (num_items, D) token ids of every catalogue item (row = item index).
         add_user_token: ``user_index -> token id`` (e.g. ``SIDVocab.user_token``) to put first; None = no user token.
+        eos_id: the token ending the prompt (``</s>`` of the model's vocabulary).
+        item_text_tokens: mixed text + SID inputs: one token list per catalogue item (e.g. its title in
+            a text tokenizer) put before each history item's SID tokens; None = SIDs only.
+        prompt_tokens: tokens put once after the user token, before the history (e.g. an instruction).
     Returns:
         Dataset with ``input_ids`` (list[int], length ``[1] + D * len(history) + 1``), ``labels``
         (list[int], D), ``target`` (item index), ``user_index`` and ``length`` (= len(input_ids)).
     """
     tokens = _item_tokens_array(item_tokens)
-    values, lengths, _ = _prompts(examples, tokens, add_user_token)
+    if item_text_tokens is None and prompt_tokens is None:
+        values, lengths, _ = _prompts(examples, tokens, add_user_token, eos_id=eos_id)
+    else:
+        values, lengths, _ = _text_sid_prompts(examples, tokens, add_user_token, None, eos_id, item_text_tokens, prompt_tokens)
     depth = tokens.shape[1]
     return datasets.Dataset.from_dict({
         "input_ids": _list_column(lengths, values),
@@ -111,8 +189,10 @@ def build_seq2seq_dataset(examples: Examples, item_tokens: np.ndarray | torch.Te
 
 
 def build_causal_dataset(examples: Examples, item_tokens: np.ndarray | torch.Tensor,
-                         add_user_token: Callable[[int], int] | None = None) -> datasets.Dataset:
-    """Decoder-only rows, one per example.
+                         add_user_token: Callable[[int], int] | None = None, *, eos_id: int = EOS_ID,
+                         item_text_tokens: list[list[int]] | None = None,
+                         prompt_tokens: list[int] | None = None) -> datasets.Dataset:
+    """Decoder-only rows, one per example (arguments as in :func:`build_seq2seq_dataset`).
 
     Returns:
         Dataset with ``input_ids`` (prompt as in :func:`build_seq2seq_dataset` + the target's D
@@ -121,7 +201,11 @@ def build_causal_dataset(examples: Examples, item_tokens: np.ndarray | torch.Ten
     """
     tokens = _item_tokens_array(item_tokens)
     target_tokens = tokens[examples.target]
-    values, lengths, prompt_lengths = _prompts(examples, tokens, add_user_token, suffix_tokens=target_tokens)
+    if item_text_tokens is None and prompt_tokens is None:
+        values, lengths, prompt_lengths = _prompts(examples, tokens, add_user_token, suffix_tokens=target_tokens, eos_id=eos_id)
+    else:
+        values, lengths, prompt_lengths = _text_sid_prompts(examples, tokens, add_user_token, target_tokens, eos_id,
+                                                            item_text_tokens, prompt_tokens)
     depth = tokens.shape[1]
     target_at = (np.cumsum(lengths)[:, None] - depth + np.arange(depth)[None, :]).reshape(-1)  # each row's last D
     labels = np.full_like(values, IGNORE_INDEX)

@@ -1,3 +1,8 @@
+from genrec.models.causal import CausalRecConfig, build_causal
+from genrec.models.loading import load_model
+from genrec.models.lora import LoRARecConfig, build_lora, load_lora_model
 from genrec.models.t5 import T5RecConfig, build_t5
+from genrec.models.tokens import TokenSpace
 
-__all__ = ["T5RecConfig", "build_t5"]
+__all__ = ["CausalRecConfig", "LoRARecConfig", "T5RecConfig", "TokenSpace", "build_causal", "build_lora", "build_t5",
+           "load_lora_model", "load_model"]

@@ -1,5 +1,11 @@
-from genrec.training.checkpoint import atomic_write_json, atomic_write_text
+from genrec.training.checkpoint import (
+           atomic_write_json,
+           atomic_write_text,
+           latest_checkpoint,
+           list_checkpoints,
+)
 from genrec.training.sampler import LengthBucketBatchSampler
 from genrec.training.trainer import TrainingConfig, TrainResult, train
 
-__all__ = ["LengthBucketBatchSampler", "TrainResult", "TrainingConfig", "atomic_write_json", "atomic_write_text", "train"]
+__all__ = ["LengthBucketBatchSampler", "TrainResult", "TrainingConfig", "atomic_write_json", "atomic_write_text",
+           "latest_checkpoint", "list_checkpoints", "train"]

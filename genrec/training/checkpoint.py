@@ -50,3 +50,61 @@ def new_tmp_dir(final_dir: str | Path) -> Path:
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.", suffix=".tmp"))
+
+
+# ---------------------------------------------------------------------- resumable training checkpoints
+
+CHECKPOINT_PREFIX = "step-"
+TRAINER_STATE = "trainer_state.json"
+
+
+def fsync_tree(directory: str | Path) -> None:
+    """Flush every file under ``directory`` (and the directory entries) to disk: a rename that
+    publishes the directory must not reach the disk before its contents (power loss, not only kill -9)."""
+    directory = Path(directory)
+    for path in sorted(directory.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    for d in [*(p for p in directory.rglob("*") if p.is_dir()), directory]:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def checkpoint_dir(root: str | Path, step: int) -> Path:
+    return Path(root) / f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first. A checkpoint is published by renaming its
+    fully written temporary folder, so every ``step-*`` folder with a trainer state is complete;
+    ``.tmp`` leftovers of a killed save are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def publish_checkpoint(tmp_dir: Path, final_dir: Path, keep: int) -> None:
+    """fsync ``tmp_dir``, rename it to ``final_dir`` (replacing one of the same step), keep the newest ``keep``."""
+    fsync_tree(tmp_dir)
+    replace_dir(tmp_dir, final_dir)
+    fd = os.open(final_dir.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    for old in list_checkpoints(final_dir.parent)[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in final_dir.parent.glob(f".{CHECKPOINT_PREFIX}*.tmp"):
+        if stale != tmp_dir:
+            shutil.rmtree(stale, ignore_errors=True)

@@ -5,6 +5,11 @@ Padding every batch to the longest history wastes most of the compute on these s
 ``seed + epoch``, cut them into mega-batches of ``batch_size * bucket_factor``, sort each mega-batch
 by length, cut it into batches, and shuffle the batch order. Every example appears exactly once per
 epoch and the order is reproducible from the seed.
+
+Mega-batches are whole multiples of ``batch_size``, so only the last one can leave a smaller batch;
+that batch is always yielded last. Accelerate's multi-process sharding (``BatchSamplerShard``)
+relies on it: it treats a short batch as the end of the data, so a short batch in the middle would
+make the processes drop or repeat batches.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             chunk = order[start : start + mega]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
-        return [batches[i] for i in rng.permutation(len(batches))]
+        full = [b for b in batches if len(b) == self.batch_size]
+        short = [b for b in batches if len(b) != self.batch_size]  # at most one: the end of the last mega-batch
+        return [full[i] for i in rng.permutation(len(full))] + short
 
     def __iter__(self) -> Iterator[list[int]]:
         for b in self._batches():

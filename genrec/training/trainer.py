@@ -1,35 +1,62 @@
-"""The Accelerate training loop for SID recommenders (seq2seq or decoder-only).
+"""The Accelerate training loop for SID recommenders (seq2seq, decoder-only, or a LoRA-wrapped LM).
 
-One function, readable top to bottom: build the data loader (length-bucketed by default), AdamW +
-warmup/cosine schedule, train for ``epochs`` (or until ``max_steps`` / ``max_train_minutes``),
+One function, readable top to bottom: build the data loader (length-bucketed, seeded, resumable),
+AdamW + warmup/cosine schedule, train for ``epochs`` (or until ``max_steps`` / ``max_train_minutes``),
 validate with the *caller's* ``validate_fn`` (genrec never imports genrec.eval: the recipe passes
-the evaluation in), keep the best checkpoint by ``metric_for_best``, and write a history JSON.
-Works under ``python`` and ``accelerate launch`` alike.
+the evaluation in), keep the best checkpoint by ``metric_for_best``, write a history JSON, and
+write resumable checkpoints. Works under ``python`` and ``accelerate launch`` alike.
+
+Resumable checkpoints (``output_dir/checkpoints/step-XXXXXXXX/``) are written every
+``checkpoint_every_steps`` optimizer steps, every ``checkpoint_every_minutes``, at the end of every
+epoch (after validation) and when training stops. Each is written into a temporary folder, flushed
+to disk and published by one rename, so a crash at any instant leaves the previous checkpoint
+intact. It holds what ``Accelerator.save_state`` saves (model, optimizer, LR scheduler, the
+Accelerate step counter and every process's Python/NumPy/torch RNG states; sharded under
+FSDP/DeepSpeed) plus ``trainer_state.json``: the data position (epoch and the number of batches
+each process has consumed in it), step count, elapsed training time, best metric and the history.
+``train(..., resume=True)`` continues from the newest one: the sampler is seeded per epoch, so the
+epoch's batch order is rebuilt and the consumed batches are skipped (``skip_first_batches``); the RNG
+states are put back right before the first resumed batch, so dropout draws the same numbers as in an
+uninterrupted run. Resuming needs the same number of processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
+import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, broadcast, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from genrec.training.checkpoint import atomic_write_json, new_tmp_dir, replace_dir
+from genrec.training.checkpoint import (
+    CHECKPOINT_PREFIX,
+    TRAINER_STATE,
+    atomic_write_json,
+    checkpoint_dir,
+    latest_checkpoint,
+    new_tmp_dir,
+    publish_checkpoint,
+    replace_dir,
+)
 from genrec.training.sampler import LengthBucketBatchSampler
 
 logger = logging.getLogger(__name__)
 
 ValidateFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids")
 
 
 @dataclass
@@ -38,21 +65,25 @@ class TrainingConfig:
 
     epochs: int = 10
     max_steps: int | None = None
-    max_train_minutes: float | None = None  # stop (and still evaluate) after this wall time
+    max_train_minutes: float | None = None  # stop (and still evaluate) after this wall time (counted across resumes)
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 0.035
-    warmup_steps: int = 500
+    warmup_steps: int = 500  # optimizer steps, whatever the number of processes
     max_grad_norm: float = 1.0
     grad_accum_steps: int = 1
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (autocast; see Accelerate)
-    length_bucketing: bool = True
+    length_bucketing: bool = True  # False: plain shuffled batches (bucket_factor 1)
     bucket_factor: int = 50
     eval_every_epochs: int = 1
     metric_for_best: str = "ndcg@10"
     log_every_steps: int = 50
     num_workers: int = 0
     seed: int = 42
+    checkpoint_every_steps: int | None = None  # resumable checkpoint every N optimizer steps (None = off)
+    checkpoint_every_minutes: float | None = None  # ... and/or every N minutes of training
+    checkpoint_at_epoch_end: bool = True  # ... and after every epoch's validation (with any of these: also at the end)
+    keep_checkpoints: int = 1  # newest resumable checkpoints kept
 
 
 @dataclass
@@ -63,6 +94,26 @@ class TrainResult:
     steps: int
     train_seconds: float
     history: list[dict] = field(default_factory=list)
+    resumed_from: Path | None = None
+
+
+@dataclass
+class _Position:
+    """Where training is: everything of ``trainer_state.json`` except the config."""
+
+    epoch: int = 0
+    batches_done: int = 0  # batches this process consumed in ``epoch``
+    steps: int = 0
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    epoch_examples: int = 0
+    epoch_seconds: float = 0.0
+    stopped: bool = False  # the budget ended training: resuming only re-reads the result
+    num_processes: int = 1
 
 
 def train(
@@ -73,46 +124,101 @@ def train(
     output_dir: str | Path,
     validate_fn: ValidateFn | None = None,
     accelerator: Accelerator | None = None,
+    resume: bool | str | Path = False,
 ) -> TrainResult:
     """Train ``model`` on ``train_dataset`` (rows with ``input_ids``/``labels``/``length``).
 
     The best model (by ``validate_fn(...)[cfg.metric_for_best]``, higher is better) is saved with
     ``save_pretrained`` to ``output_dir/best`` (atomically replaced); without ``validate_fn`` the
     last model is saved there. ``output_dir/train_history.json`` is rewritten after every epoch.
+    ``resume``: True continues from the newest checkpoint in ``output_dir/checkpoints`` (a fresh
+    start when there is none), a path continues from that checkpoint.
     """
     output_dir = Path(output_dir)
     accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps)
     set_seed(cfg.seed)
+    n_proc = accelerator.num_processes
 
-    if cfg.length_bucketing:
-        sampler = LengthBucketBatchSampler(train_dataset["length"], cfg.batch_size, seed=cfg.seed, bucket_factor=cfg.bucket_factor)
-        loader = DataLoader(train_dataset, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers)
-    else:
-        sampler = None
-        generator = torch.Generator().manual_seed(cfg.seed)
-        loader = DataLoader(train_dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator, collate_fn=collator, num_workers=cfg.num_workers)
+    # One seeded sampler for every run: the batch order of an epoch is a function of (seed, epoch),
+    # which is what makes a run resumable. length_bucketing=False is the same sampler with
+    # mega-batches of one batch, i.e. plain shuffled batches.
+    sampler = LengthBucketBatchSampler(train_dataset["length"], cfg.batch_size, seed=cfg.seed,
+                                       bucket_factor=cfg.bucket_factor if cfg.length_bucketing else 1)
+    loader = DataLoader(train_dataset, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(loader) / max(1, accelerator.num_processes) / cfg.grad_accum_steps)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(loader) / max(1, n_proc) / cfg.grad_accum_steps)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    scheduler = get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps // 2), total_steps)
+    warmup = min(cfg.warmup_steps, total_steps // 2)
+    # Accelerate steps a prepared scheduler num_processes times per optimizer step (its schedules
+    # count single-process steps), so the schedule is laid out in those units.
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * n_proc, total_steps * n_proc)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
+    ckpt_root = output_dir / "checkpoints"
+    if not resume and ckpt_root.exists():
+        # A fresh run must not leave an earlier run's (possibly newer) checkpoints for a later --resume.
+        if accelerator.is_main_process:
+            logger.warning("fresh start: removing the earlier run's checkpoints in %s (resume=True continues a run)", ckpt_root)
+            shutil.rmtree(ckpt_root)
+        accelerator.wait_for_everyone()
+    pos = _Position(num_processes=n_proc)
+    resumed_from = None
+    pending_rng = None
+    if resume:
+        resumed_from = Path(resume) if not isinstance(resume, bool) else latest_checkpoint(ckpt_root)
+        if resumed_from is None:
+            logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_root)
+        else:
+            pos = _load_checkpoint(accelerator, resumed_from, n_proc)
+            # Mid-epoch, the interrupted run had drawn the loader's seed before this checkpoint: the rebuilt
+            # loader draws it again, so the RNG states are put back after that, before the first batch.
+            pending_rng = _get_rng_state() if pos.batches_done else None
+            logger.info("resumed from %s: epoch %d, batch %d, step %d", resumed_from, pos.epoch, pos.batches_done, pos.steps)
+
     best_dir = output_dir / "best"
-    result = TrainResult(best_metric=None, best_epoch=None, best_dir=None, steps=0, train_seconds=0.0)
-    start = time.perf_counter()
-    out_of_budget = False
-    for epoch in range(cfg.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        elif hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
+    result = TrainResult(best_metric=pos.best_metric, best_epoch=pos.best_epoch, best_dir=best_dir if best_dir.exists() and
+                         pos.best_epoch is not None else None, steps=pos.steps, train_seconds=pos.train_seconds,
+                         history=pos.history, resumed_from=resumed_from)
+    start = time.perf_counter() - pos.train_seconds
+    last_checkpoint = time.perf_counter()
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    def out_of_budget() -> bool:
+        over = bool((cfg.max_steps and result.steps >= cfg.max_steps)
+                    or (cfg.max_train_minutes and elapsed() / 60 >= cfg.max_train_minutes))
+        return _agree(accelerator, over)  # every process must stop at the same step
+
+    def save(epoch: int, batches_done: int, stats: tuple, stopped: bool = False) -> None:
+        state = _Position(epoch, batches_done, result.steps, elapsed(), result.best_metric, result.best_epoch, result.history,
+                          *stats, stopped=stopped, num_processes=n_proc)
+        _save_checkpoint(accelerator, ckpt_root, state, cfg)
+
+    stopped = pos.stopped or pos.epoch >= cfg.epochs
+    for epoch in range(pos.epoch, cfg.epochs if not stopped else pos.epoch):
+        sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)  # also the prepared loader's own counter, which it pushes to the sampler
+        skip = pos.batches_done if epoch == pos.epoch else 0
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        if epoch == pos.epoch:
+            loss_sum, loss_count, examples, seconds_before = pos.epoch_loss_sum, pos.epoch_loss_count, pos.epoch_examples, pos.epoch_seconds
+        else:
+            loss_sum, loss_count, examples, seconds_before = 0.0, 0, 0, 0.0
+        batches_done = skip
         model.train()
-        epoch_start, loss_sum, loss_count, examples = time.perf_counter(), 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+        epoch_start = time.perf_counter()
+        budget_hit = due_at_epoch_end = False
+        bar = tqdm(epoch_loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process, dynamic_ncols=True,
+                   initial=skip, total=len(loader))
         for batch in bar:
+            if pending_rng is not None:
+                _set_rng_state(pending_rng)
+                pending_rng = None
             with accelerator.accumulate(model):
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+                out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -122,23 +228,35 @@ def train(
             loss_sum += out.loss.detach().float().item()
             loss_count += 1
             examples += batch["input_ids"].shape[0]
-            if accelerator.sync_gradients:
-                result.steps += 1
-                if result.steps % cfg.log_every_steps == 0:
-                    bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            minutes = (time.perf_counter() - start) / 60
-            if (cfg.max_steps and result.steps >= cfg.max_steps) or (cfg.max_train_minutes and minutes >= cfg.max_train_minutes):
-                out_of_budget = True
+            batches_done += 1
+            if not accelerator.sync_gradients:
+                continue
+            result.steps += 1
+            if result.steps % cfg.log_every_steps == 0:
+                bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            budget_hit = out_of_budget()
+            if budget_hit:
                 break
-        epoch_seconds = time.perf_counter() - epoch_start
+            due = bool(cfg.checkpoint_every_steps and result.steps % cfg.checkpoint_every_steps == 0)
+            if cfg.checkpoint_every_minutes:
+                due = due or _agree(accelerator, time.perf_counter() - last_checkpoint >= 60 * cfg.checkpoint_every_minutes)
+            if due and batches_done < len(loader):
+                save(epoch, batches_done, (loss_sum, loss_count, examples, seconds_before + time.perf_counter() - epoch_start))
+                last_checkpoint = time.perf_counter()
+            elif due:  # the epoch's last batch: saved after validation, as an epoch-end checkpoint
+                due_at_epoch_end = True
+        if pending_rng is not None:  # resumed at the very end of an epoch: no batch was left
+            _set_rng_state(pending_rng)
+            pending_rng = None
+        epoch_seconds = seconds_before + time.perf_counter() - epoch_start
         record = {
             "epoch": epoch,
             "steps": result.steps,
             "train_loss": loss_sum / max(1, loss_count),
             "epoch_seconds": epoch_seconds,
-            "examples_per_second": examples * accelerator.num_processes / max(epoch_seconds, 1e-9),
+            "examples_per_second": examples * n_proc / max(epoch_seconds, 1e-9),
         }
-        is_last = out_of_budget or epoch == cfg.epochs - 1
+        is_last = budget_hit or epoch == cfg.epochs - 1
         if validate_fn is not None and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last):
             with _full_precision(accelerator, model) as plain_model:
                 metrics = validate_fn(plain_model, accelerator)
@@ -155,15 +273,75 @@ def train(
             _save_model(accelerator, model, best_dir)
             result.best_dir, result.best_epoch = best_dir, epoch
         result.history.append(record)
-        result.train_seconds = time.perf_counter() - start
+        result.train_seconds = elapsed()
         if accelerator.is_main_process:
             atomic_write_json(output_dir / "train_history.json", {"config": asdict(cfg), "best_epoch": result.best_epoch,
                                                                   "best_metric": result.best_metric, "epochs": result.history})
-        if out_of_budget:
-            logger.info("stopping after %d steps (%.1f min): budget reached", result.steps, (time.perf_counter() - start) / 60)
+        checkpointing = cfg.checkpoint_at_epoch_end or cfg.checkpoint_every_steps or cfg.checkpoint_every_minutes
+        if cfg.checkpoint_at_epoch_end or due_at_epoch_end or (checkpointing and is_last):
+            save(epoch + 1, 0, (0.0, 0, 0, 0.0), stopped=budget_hit)
+            last_checkpoint = time.perf_counter()
+        if budget_hit:
+            logger.info("stopping after %d steps (%.1f min): budget reached", result.steps, elapsed() / 60)
             break
     accelerator.wait_for_everyone()
     return result
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _agree(accelerator: Accelerator, flag: bool) -> bool:
+    """The main process's ``flag`` on every process (wall-clock decisions differ between processes)."""
+    if accelerator.num_processes == 1:
+        return flag
+    value = torch.tensor([1 if flag else 0], device=accelerator.device)
+    return bool(broadcast(value, from_process=0).item())
+
+
+def _get_rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_checkpoint(accelerator: Accelerator, root: Path, state: _Position, cfg: TrainingConfig) -> None:
+    """``save_state`` + trainer state into ``.step-N.tmp``, then published by rename (see the module docstring)."""
+    final = checkpoint_dir(root, state.steps)
+    tmp = root / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # model, optimizer, scheduler, step counter, this process's RNG states
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / TRAINER_STATE, {**asdict(state), "config": asdict(cfg)})
+        publish_checkpoint(tmp, final, cfg.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int) -> _Position:
+    path = Path(path)
+    if not (path / TRAINER_STATE).is_file() or not path.name.startswith(CHECKPOINT_PREFIX):
+        raise FileNotFoundError(f"{path} is not a complete training checkpoint (no {TRAINER_STATE})")
+    saved = json.loads((path / TRAINER_STATE).read_text())
+    saved.pop("config", None)
+    pos = _Position(**saved)
+    if pos.num_processes != num_processes:
+        raise ValueError(f"{path} was written by {pos.num_processes} process(es); resume with the same number "
+                         f"(now {num_processes}): the data position and RNG states are per process")
+    accelerator.load_state(str(path))
+    return pos
 
 
 @contextlib.contextmanager
@@ -188,9 +366,13 @@ def _full_precision(accelerator: Accelerator, model: torch.nn.Module):
 
 
 def _save_model(accelerator: Accelerator, model: torch.nn.Module, final_dir: Path) -> None:
+    """``save_pretrained`` into a temporary folder, then swapped in. Under FSDP / DeepSpeed the full
+    state dict is gathered first (a collective: every process takes part)."""
     accelerator.wait_for_everyone()
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state_dict = accelerator.get_state_dict(model) if sharded else None
     if accelerator.is_main_process:
         tmp = new_tmp_dir(final_dir)
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         replace_dir(tmp, final_dir)
     accelerator.wait_for_everyone()

@@ -1,0 +1,171 @@
+"""A pretrained language model + LoRA (peft) as a SID recommender.
+
+Any local Hugging Face checkpoint folder works: a seq2seq model (T5 with its SentencePiece
+tokenizer) or a decoder-only LM (Llama, Qwen2, ...). Steps (:func:`build_lora`):
+
+1. the SID tokens ``<a_12>``, ``<b_3>``, ... (and optional hashed user tokens ``<u_7>``) are added to
+   the model's text tokenizer (:func:`genrec.tokenizer.add_sid_tokens`); each level gets a
+   contiguous id range, described by a :class:`~genrec.models.tokens.TokenSpace`;
+2. the embeddings are grown and the new rows set to the mean of the pretrained rows
+   (:func:`genrec.tokenizer.resize_model_embeddings`);
+3. LoRA adapters are put on the attention projections (peft's default modules for the
+   architecture unless ``target_modules`` is given), and the new embedding rows are trained too:
+   ``new_embeddings="tokens"`` trains only those rows (peft ``trainable_token_indices``; the input
+   and an untied output embedding both), ``"full"`` trains the whole embedding matrices
+   (``modules_to_save``). Everything else stays frozen.
+
+Inputs may mix text and SIDs: :func:`genrec.data.build_seq2seq_dataset` /
+:func:`genrec.data.build_causal_dataset` accept per-item text tokens (e.g. the title) placed before
+each history item's SID tokens. Targets are always the ``D`` SID tokens, decoded with the prefix
+trie as for the other models.
+
+Saving the best model writes the adapter (``adapter_config.json`` + ``adapter_model.safetensors``,
+which also holds the resized embedding matrices); :func:`load_lora_model` rebuilds it from the base
+checkpoint and the extended tokenizer saved beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from genrec.models.tokens import TokenSpace
+from genrec.tokenizer.text_tokens import DEFAULT_FORMAT, add_sid_tokens, resize_model_embeddings
+
+logger = logging.getLogger(__name__)
+
+USER_TOKEN_FORMAT = "<u_{index}>"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoRARecConfig:
+    """A pretrained LM fine-tuned with LoRA. ``pretrained`` is a local checkpoint folder (model + tokenizer)."""
+
+    pretrained: str = ""
+    tokenizer: str | None = None  # default: the tokenizer in ``pretrained``
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] | None = None  # None = peft's default for the architecture (e.g. q, v)
+    new_embeddings: str = "tokens"  # "tokens": train only the added rows | "full": train whole embedding matrices
+    sid_token_format: str = DEFAULT_FORMAT
+    item_text_template: str | None = "{title}"  # text before each history item's SID (genrec.data.text); None = SIDs only
+    max_item_text_tokens: int = 16  # item text is cut to this many tokens
+    prompt: str = ""  # text put before the history (e.g. "Recommend the next item."), tokenized once
+    dtype: str = "float32"  # weights of the frozen base model: float32 | bfloat16 | float16
+    extra_modules_to_save: list[str] = field(default_factory=list)  # more modules trained in full
+
+
+def is_seq2seq_checkpoint(path: str | Path) -> bool:
+    return bool(AutoConfig.from_pretrained(path).is_encoder_decoder)
+
+
+def load_base_model(path: str | Path, dtype: str = "float32"):
+    """``AutoModelForSeq2SeqLM`` or ``AutoModelForCausalLM`` from a local folder, by its config."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    cls = AutoModelForSeq2SeqLM if is_seq2seq_checkpoint(path) else AutoModelForCausalLM
+    return cls.from_pretrained(path, dtype=DTYPES[dtype])
+
+
+def add_user_tokens(hf_tokenizer, num_user_tokens: int, fmt: str = USER_TOKEN_FORMAT) -> list[int]:
+    """Add ``num_user_tokens`` hashed user tokens ``<u_0>``, ``<u_1>``, ... and return their ids."""
+    tokens = [fmt.format(index=i) for i in range(num_user_tokens)]
+    if not tokens:
+        return []
+    hf_tokenizer.add_tokens([AddedToken(t, single_word=False, lstrip=False, rstrip=False, normalized=False, special=False)
+                             for t in tokens])
+    ids = hf_tokenizer.convert_tokens_to_ids(tokens)
+    encoded = hf_tokenizer(tokens[:3], add_special_tokens=False)["input_ids"]
+    if any(e != [i] for e, i in zip(encoded, ids, strict=False)):
+        raise ValueError(f"user tokens do not encode to single ids in {type(hf_tokenizer).__name__}: {tokens[0]!r} -> {encoded[0]}")
+    return list(ids)
+
+
+def extend_tokenizer(hf_tokenizer, codebook_sizes, num_user_tokens: int = 0, fmt: str = DEFAULT_FORMAT) -> TokenSpace:
+    """Add SID (and user) tokens to ``hf_tokenizer`` in place; the returned :class:`TokenSpace` says where they are."""
+    eos = hf_tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError(f"{type(hf_tokenizer).__name__} has no eos token: it ends every prompt; set tokenizer.eos_token")
+    pad = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else eos
+    sid_ids = add_sid_tokens(hf_tokenizer, codebook_sizes, fmt)
+    user_ids = add_user_tokens(hf_tokenizer, num_user_tokens)
+    return TokenSpace.from_token_ids(sid_ids, codebook_sizes, eos_id=eos, pad_id=pad, user_token_ids=user_ids)
+
+
+def new_token_ids(space: TokenSpace) -> list[int]:
+    """Every SID and user token id of ``space`` (the rows that are trained)."""
+    ids = [o + c for o, k in zip(space.level_offsets, space.codebook_sizes, strict=True) for c in range(k)]
+    if space.num_user_tokens:
+        ids += list(range(space.user_offset, space.user_offset + space.num_user_tokens))
+    return ids
+
+
+def _module_name(model, module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def wrap_lora(model, cfg: LoRARecConfig, trainable_ids: list[int]):
+    """``get_peft_model`` with LoRA on ``cfg.target_modules`` and the ``trainable_ids`` embedding rows trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    if cfg.new_embeddings not in ("tokens", "full"):
+        raise ValueError(f"new_embeddings must be 'tokens' or 'full', got {cfg.new_embeddings!r}")
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = outputs is None or outputs.weight is inputs.weight
+    in_name = _module_name(model, inputs)
+    out_name = None if tied else _module_name(model, outputs)
+    modules_to_save = list(cfg.extra_modules_to_save)
+    trainable_tokens = None
+    if cfg.new_embeddings == "tokens":
+        # Tied embeddings: one set of rows (peft ties the output layer to it); untied: both matrices' rows.
+        trainable_tokens = list(trainable_ids) if tied else {in_name: list(trainable_ids), out_name: list(trainable_ids)}
+    else:
+        modules_to_save += [in_name] + ([out_name] if out_name else [])
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
+                      trainable_token_indices=trainable_tokens, modules_to_save=modules_to_save or None)
+    return get_peft_model(model, lora)
+
+
+def build_lora(cfg: LoRARecConfig, codebook_sizes, num_user_tokens: int = 0):
+    """Load ``cfg.pretrained``, add the SID/user tokens, resize, wrap with LoRA.
+
+    Returns:
+        ``(peft_model, text_tokenizer, token_space)``.
+    """
+    if not cfg.pretrained:
+        raise ValueError("model.lora.pretrained must name a local Hugging Face checkpoint folder")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.pretrained)
+    space = extend_tokenizer(tokenizer, codebook_sizes, num_user_tokens, cfg.sid_token_format)
+    base = load_base_model(cfg.pretrained, cfg.dtype)
+    ids = new_token_ids(space)
+    resize_model_embeddings(base, tokenizer, token_ids=ids)
+    model = wrap_lora(base, cfg, ids)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("LoRA on %s: %d new tokens, %.3fM trainable of %.2fM parameters", cfg.pretrained, len(ids), trainable / 1e6,
+                sum(p.numel() for p in model.parameters()) / 1e6)
+    return model, tokenizer, space
+
+
+def load_lora_model(adapter_dir: str | Path, tokenizer_dir: str | Path, base_path: str | Path | None = None, dtype: str = "float32"):
+    """Rebuild a trained LoRA recommender: base checkpoint + the extended tokenizer's vocabulary + the adapter.
+
+    ``base_path`` defaults to the adapter's ``base_model_name_or_path``. The saved adapter holds the
+    resized embedding matrices, so the new rows get their trained values.
+    """
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    base_path = base_path or json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    base = load_base_model(base_path, dtype)
+    if base.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return PeftModel.from_pretrained(base, adapter_dir)

@@ -1,0 +1,163 @@
+"""Checkpoint and resume: a resumed run reaches exactly the weights and metrics of an uninterrupted one.
+
+Equality is exact (``torch.equal`` on every tensor, ``==`` on metrics), not allclose: both runs do
+the same float operations in the same order on the same machine with one thread (the subprocesses
+get OMP_NUM_THREADS=1), and the checkpoint restores every bit of state (weights, AdamW moments,
+scheduler, Accelerate's accumulation counter, RNG states, data position). Any tolerance would hide
+a missing piece of state: with dropout on, a wrong RNG state changes the weights in the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _genrec_tiny import RECIPE, TINY_T5, make_dataset, python, recipe_args, subprocess_env
+from safetensors.torch import load_file
+from test_training import TINY, _collate, _toy_rows
+
+from genrec.models import build_t5
+from genrec.training import TrainingConfig, train
+from genrec.training.checkpoint import latest_checkpoint, list_checkpoints
+from genrec.vocab import SIDVocab
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def _train(out: Path, cfg: TrainingConfig, resume=False):
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    vocab = SIDVocab((4, 2, 1))
+    torch.manual_seed(0)
+    model = build_t5(vocab, dataclasses.replace(TINY, dropout_rate=0.1))  # dropout: the RNG state matters
+    calls = []
+
+    def validate(m, acc):
+        calls.append(1)
+        batch = _collate([ds[i] for i in range(32)])
+        with torch.no_grad():
+            return {"ndcg@10": -m(**batch).loss.item()}
+
+    ds = _toy_rows(vocab, n=100)
+    return train(model, ds, _collate, cfg, out, validate_fn=validate, resume=resume), len(calls)
+
+
+@pytest.mark.parametrize("precision,accum,every", [("no", 1, 3), ("bf16", 2, 3)])
+def test_resume_from_every_checkpoint_equals_uninterrupted(tmp_path, precision, accum, every):
+    """7 batches per epoch, 3 epochs: checkpoints fall mid-epoch and at epoch ends; resume from each."""
+    cfg = TrainingConfig(epochs=3, batch_size=16, learning_rate=1e-2, warmup_steps=2, seed=3, mixed_precision=precision,
+                         grad_accum_steps=accum, checkpoint_every_steps=every, keep_checkpoints=100)
+    full, _ = _train(tmp_path / "full", cfg)
+    checkpoints = list_checkpoints(tmp_path / "full" / "checkpoints")
+    states = [json.loads((c / "trainer_state.json").read_text()) for c in checkpoints]
+    assert any(s["batches_done"] for s in states) and any(not s["batches_done"] for s in states)  # both kinds
+    final = _weights(checkpoints[-1])
+    for checkpoint in checkpoints[:-1]:
+        out = tmp_path / f"from_{checkpoint.name}"
+        shutil.copytree(checkpoint, out / "checkpoints" / checkpoint.name)
+        resumed, _ = _train(out, cfg, resume=True)
+        assert resumed.resumed_from == out / "checkpoints" / checkpoint.name
+        _assert_same_weights(final, _weights(latest_checkpoint(out / "checkpoints")))
+        assert resumed.steps == full.steps
+        assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+        assert resumed.best_metric == full.best_metric and resumed.best_epoch == full.best_epoch
+
+
+def test_resume_of_a_finished_run_does_not_train_again(tmp_path):
+    cfg = TrainingConfig(epochs=2, batch_size=32, warmup_steps=1, max_steps=3, checkpoint_every_steps=2)
+    first, calls = _train(tmp_path, cfg)
+    assert first.steps == 3 and calls == 1
+    again, calls = _train(tmp_path, cfg, resume=True)
+    assert calls == 0 and again.steps == 3 and again.best_metric == first.best_metric
+    assert again.history == first.history
+
+
+def test_checkpoints_are_published_atomically_and_a_fresh_start_clears_them(tmp_path):
+    cfg = TrainingConfig(epochs=1, batch_size=32, warmup_steps=1, checkpoint_every_steps=1, keep_checkpoints=2)
+    _train(tmp_path, cfg)
+    root = tmp_path / "checkpoints"
+    kept = list_checkpoints(root)
+    assert [c.name for c in kept] == ["step-00000003", "step-00000004"]  # 4 batches: the newest 2 kept
+    for c in kept:
+        assert {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl", "trainer_state.json"} <= {
+            p.name for p in c.iterdir()}
+    assert not list(root.glob(".*.tmp"))
+    # A save killed half-way leaves a temporary folder (and perhaps a step folder without trainer state): never picked.
+    (root / ".step-00000009.tmp").mkdir()
+    (root / "step-00000010").mkdir()
+    assert latest_checkpoint(root) == kept[-1]
+    # A process count other than the checkpoint's is refused (data position and RNG are per process).
+    state = json.loads((kept[-1] / "trainer_state.json").read_text())
+    (kept[-1] / "trainer_state.json").write_text(json.dumps({**state, "num_processes": 2}))
+    with pytest.raises(ValueError, match="same number"):
+        _train(tmp_path, cfg, resume=True)
+    # Without resume, the earlier run's checkpoints are removed rather than left for a later --resume.
+    _train(tmp_path, dataclasses.replace(cfg, checkpoint_every_steps=None, checkpoint_at_epoch_end=False))
+    assert not root.exists()
+
+
+def _run_recipe(out: Path, data: Path, tok: Path, *extra: str, log: Path) -> subprocess.Popen:
+    args = recipe_args(data, tok, out, *TINY_T5, "model.dropout_rate=0.1", "training.epochs=20", "training.checkpoint_every_steps=15",
+                       "training.checkpoint_at_epoch_end=false", "eval.valid_max_users=16", *extra)
+    with open(log, "w") as f:
+        return subprocess.Popen([python(), str(RECIPE), *args], stdout=f, stderr=subprocess.STDOUT, env=subprocess_env())
+
+
+def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path):
+    data, tok = make_dataset(tmp_path)
+    reference = _run_recipe(tmp_path / "ref", data, tok, log=tmp_path / "ref.log")
+    victim = _run_recipe(tmp_path / "run", data, tok, log=tmp_path / "run.log")
+    # Kill the second run with SIGKILL as soon as its first checkpoint is published: step 15, mid-epoch 1 (10 steps an epoch).
+    deadline = time.monotonic() + 120
+    while latest_checkpoint(tmp_path / "run" / "checkpoints") is None:
+        assert victim.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    killed_at = json.loads((latest_checkpoint(tmp_path / "run" / "checkpoints") / "trainer_state.json").read_text())
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert killed_at["steps"] < 200, "the run finished before it could be killed"  # 20 epochs x 10 steps
+    assert killed_at["batches_done"] > 0  # mid-epoch: resuming skips the consumed batches
+
+    resumed = _run_recipe(tmp_path / "run", data, tok, "--resume", log=tmp_path / "resume.log")
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    assert reference.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+
+    ref, run = json.loads((tmp_path / "ref" / "metrics.json").read_text()), json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert run["resumed_from"] and ref["resumed_from"] is None
+    assert run["steps"] == ref["steps"] == 200 and run["best_epoch"] == ref["best_epoch"]
+    assert run["validation"] == ref["validation"] and run["test"] == ref["test"]
+    _assert_same_weights(_weights(tmp_path / "ref" / "best"), _weights(tmp_path / "run" / "best"))
+    _assert_same_weights(_weights(latest_checkpoint(tmp_path / "ref" / "checkpoints")),
+                         _weights(latest_checkpoint(tmp_path / "run" / "checkpoints")))
+    history = [json.loads((tmp_path / d / "train_history.json").read_text())["epochs"] for d in ("ref", "run")]
+    assert [e["train_loss"] for e in history[0]] == [e["train_loss"] for e in history[1]]
+    assert [e["validation"] for e in history[0]] == [e["validation"] for e in history[1]]
