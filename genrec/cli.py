@@ -4,6 +4,7 @@
     genrec train --config genrec_beauty tokenizer_dir=runs/beauty/tokenizer output_dir=runs/beauty/genrec
     genrec evaluate --run runs/beauty/genrec --split test
     genrec export --model runs/beauty/genrec --out runs/beauty/recommender [--push-to-hub you/beauty-tiger]
+    genrec export --model runs/beauty/genrec_lora --out runs/beauty/recommender_lora   (LoRA: adapter merged, self-contained)
     genrec recommend --model runs/beauty/recommender --input histories.json --output recommendations.csv
     genrec compare ...                          (the tokenizer-comparison recipe, when installed)
 
@@ -294,7 +295,7 @@ output: JSON list of {"user_id", "item_ids", "scores", "source", "unknown_item_i
 scores: log P(item | history) (sum of the SID tokens' log-probabilities); popularity fallback: log(count / total).
 
 --model takes a bundle folder (genrec export / GenerativeRecommender.save_pretrained), a genrec train output
-folder, or a Hub repo id. Unknown item ids are skipped with a warning that counts them per request (--strict: error).
+folder (any model.type: t5, causal, lora), or a Hub repo id. Unknown item ids are skipped with a warning that counts them per request (--strict: error).
 An empty history (or one of unknown ids only) is an error, or with --empty-history popular gets the most frequent
 items of the training data (saved in the bundle as popular_items.json; counted over the training part of the
 leave-one-out split)."""
@@ -303,10 +304,14 @@ EXPORT_EXAMPLES = """examples:
   genrec export --model runs/beauty/genrec --out runs/beauty/recommender
   genrec export --model runs/beauty/genrec --tokenizer runs/beauty/tokenizer_hf --out runs/beauty/recommender
   genrec export --model runs/beauty/recommender --push-to-hub you/beauty-tiger
+  genrec export --model runs/beauty/genrec_lora --base-model /models/qwen2.5-0.5b --out runs/beauty/recommender_lora
 
-Writes a recommender bundle: genrec_config.json (model type, vocabulary, decoding settings, metrics), model/
-(safetensors), tokenizer/ (the SID tokenizer), popular_items.json and user_ids.json (from the run's dataset,
-when it can be loaded; --no-user-ids leaves the user ids out), README.md (model card with the evaluation metrics)."""
+Writes a recommender bundle: genrec_config.json (model type, token layout, input format, decoding settings,
+metrics), model/ (safetensors; a LoRA run's adapter merged into its base model, so the bundle needs no base
+checkpoint), tokenizer/ (the SID tokenizer), for LoRA runs text_tokenizer/ (the extended text tokenizer) and
+item_text_tokens.safetensors (the item titles as fed to the model), popular_items.json and user_ids.json (from
+the run's dataset, when it can be loaded; --no-user-ids leaves the user ids out), README.md (model card with the
+evaluation metrics)."""
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +322,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="train output folders: where the run's dataset is (popular items, training users); "
                              "default the run's data_dir, then $GENREC_DATA_DIR")
+    parser.add_argument("--base-model", default=None, metavar="PATH",
+                        help="LoRA train output folders: the pretrained checkpoint folder the adapter was trained on "
+                             "(default: the adapter's base_model_name_or_path, then the run's model.lora.pretrained)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
 
 
@@ -357,7 +365,8 @@ def _export_parser() -> argparse.ArgumentParser:
 def _load_recommender(args):
     from genrec.pipeline import GenerativeRecommender
 
-    return GenerativeRecommender.from_pretrained(args.model, tokenizer=args.tokenizer, device=args.device, data_dir=args.data_dir)
+    return GenerativeRecommender.from_pretrained(args.model, tokenizer=args.tokenizer, device=args.device, data_dir=args.data_dir,
+                                                 base_model=args.base_model)
 
 
 def run_recommend(argv: list[str]) -> int:

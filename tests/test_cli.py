@@ -21,7 +21,7 @@ from genrec import cli
 from genrec.cli import InputError, read_histories
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_pipeline import NUM_ITEMS, synthetic_interactions, write_dataset  # noqa: E402
+from test_pipeline import NUM_ITEMS, recipe_runs, synthetic_interactions, write_dataset  # noqa: E402, F401 (recipe_runs: a fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -221,3 +221,32 @@ def test_bad_history_files_name_the_file_and_line(tmp_path, case):
         read_histories(tmp_path / name)
     with pytest.raises(InputError, match="no such file"):
         read_histories(tmp_path / "missing.json")
+
+
+def test_lora_run_export_and_recommend(recipe_runs, tmp_path, capsys):  # noqa: F811 (the imported fixture)
+    """A LoRA train output folder through the command line: a moved base checkpoint is named with --base-model, the
+    exported bundle needs none, and recommends what the run does."""
+    from genrec.pipeline import GenerativeRecommender
+
+    run, base = recipe_runs["lora_llama"], recipe_runs["root"] / "llama"
+    history = ["i3", "i4", "i5"]
+    expected = GenerativeRecommender.from_pretrained(run, device="cpu").recommend([history], k=4, user_ids=["u7"])[0]
+    moved = base.rename(base.with_name("llama_moved"))
+    try:
+        capsys.readouterr()
+        assert cli.main(["recommend", "--model", str(run), "--history", *history]) == 1
+        err = capsys.readouterr().err
+        assert "the LoRA run's base checkpoint is not a local folder" in err and "--base-model" in err
+        assert cli.main(["export", "--model", str(run), "--base-model", str(moved), "--out", str(tmp_path / "bundle"), "--device", "cpu"]) == 0
+        (tmp_path / "h.json").write_text(json.dumps([{"user_id": "u7", "history": history}]))
+        capsys.readouterr()
+        assert cli.main(["recommend", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "h.json"), "--k", "4",
+                         "--device", "cpu"]) == 0
+        out = json.loads(capsys.readouterr().out)
+    finally:
+        moved.rename(base)
+    assert out[0]["item_ids"] == expected.item_ids and not set(out[0]["item_ids"]) & set(history)
+    np.testing.assert_allclose(out[0]["scores"], expected.scores, atol=1e-4)
+    config = json.loads((tmp_path / "bundle" / "genrec_config.json").read_text())
+    assert config["model_type"] == "lora" and config["lora"]["architecture"] == "causal"
+    assert "fine-tuned with LoRA" in (tmp_path / "bundle" / "README.md").read_text()

@@ -1,7 +1,10 @@
-"""GenerativeRecommender: save/reload exactness, recipe-equal inputs, bad inputs, broken bundles, run folders, Hub push.
+"""GenerativeRecommender: save/reload exactness, recipe-equal inputs, bad inputs, broken bundles, run folders, Hub push;
+recipes/evaluate_genrec.py on every run type.
 
-Everything runs on a tiny synthetic catalogue (60 items, RQ-KMeans SIDs 4x4 + dedup) with a tiny T5
-trained for a few steps, so the whole module takes a few seconds on one thread.
+Most tests run on a tiny synthetic catalogue (60 items, RQ-KMeans SIDs 4x4 + dedup) with a tiny T5
+trained for a few steps. The recipe-run tests train tiny causal and LoRA runs (a tiny local Llama with
+item titles and a prompt, a tiny local T5 with titles) with recipes/train_genrec.py on _genrec_tiny's
+dataset (48 users, 30 titled items).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from genrec.decoding import (
     constrained_beam_search_causal,
     score_all_items,
 )
-from genrec.models import T5RecConfig, build_t5
+from genrec.models import T5RecConfig, TokenSpace, build_t5
 from genrec.pipeline import (
     CONFIG_FILE,
     EmptyHistoryError,
@@ -47,10 +50,12 @@ from genrec.pipeline import (
     Recommendation,
     UnknownItemError,
 )
-from genrec.tokenizer import RQKMeans, SIDTokenizer
+from genrec.tokenizer import RQKMeans, SIDTable, SIDTokenizer
 from genrec.vocab import SIDVocab
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+from _genrec_tiny import TINY_CAUSAL, make_dataset, recipe_args, tiny_pretrained  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -265,14 +270,17 @@ def _break(folder: Path, case: str) -> None:
         (folder / "tokenizer" / "sid_items.json").unlink()
     elif case == "missing_config":
         (folder / CONFIG_FILE).unlink()
-    elif case in ("wrong_version", "unknown_model_type", "vocab_mismatch", "missing_key"):
+    elif case in ("wrong_version", "unknown_model_type", "vocab_mismatch", "space_disagrees", "missing_key"):
         config = json.loads((folder / CONFIG_FILE).read_text())
         if case == "wrong_version":
             config["format_version"] = 99
         elif case == "unknown_model_type":
             config["model_type"] = "rnn"
-        elif case == "vocab_mismatch":
+        elif case == "vocab_mismatch":  # a model trained on another tokenizer's levels
             config["vocab"]["codebook_sizes"] = [4, 4, 99]
+            config["token_space"] = TokenSpace.from_vocab(SIDVocab.from_dict(config["vocab"])).to_dict()
+        elif case == "space_disagrees":
+            config["token_space"]["eos_id"] = 7
         else:
             del config["generation"]
         (folder / CONFIG_FILE).write_text(json.dumps(config))
@@ -294,8 +302,9 @@ BAD_BUNDLES = {
     "missing_tokenizer_file": (FileNotFoundError, r"missing file tokenizer/sid_items\.json"),
     "missing_config": (FileNotFoundError, r"neither a genrec recommender bundle \(no genrec_config\.json\) nor a train_genrec\.py run"),
     "wrong_version": (ValueError, r"genrec_config\.json: unsupported format_version 99; this genrec reads version 1"),
-    "unknown_model_type": (ValueError, r"genrec_config\.json: unknown model_type 'rnn'; this genrec supports \['causal', 't5'\]"),
+    "unknown_model_type": (ValueError, r"genrec_config\.json: unknown model_type 'rnn'; this genrec supports \['causal', 'lora', 't5'\]"),
     "vocab_mismatch": (ValueError, r"SID levels \(4, 4, \d+\) differ from the vocabulary's \(4, 4, 99\)"),
+    "space_disagrees": (ValueError, r"genrec_config\.json: vocab and token_space disagree"),
     "missing_key": (ValueError, r"genrec_config\.json: missing key\(s\) \['generation'\]"),
     "truncated_config": (ValueError, r"genrec_config\.json: not valid JSON"),
     "truncated_weights": (ValueError, r"model: cannot load the t5 model"),
@@ -367,9 +376,9 @@ def test_training_run_folder_loads_with_popular_items_and_users(setup, tmp_path,
     with pytest.raises(ValueError, match="cannot load the run's tokenizer .*old .*missing file sid_tokenizer_config.json.*pass tokenizer="):
         GenerativeRecommender.from_pretrained(run)
     assert GenerativeRecommender.from_pretrained(run, tokenizer=tok_dir, device="cpu").num_items == NUM_ITEMS
-    # model.type of newer runs: a LoRA run is refused clearly, a type that contradicts best/ too.
+    # model.type of newer runs must agree with best/: lora needs an adapter there, causal a decoder-only model.
     (run / "config.json").write_text(json.dumps({**config, "model": {"type": "lora"}}))
-    with pytest.raises(NotImplementedError, match="a LoRA run"):
+    with pytest.raises(ValueError, match=r"model.type='lora', but best/ holds no LoRA adapter"):
         GenerativeRecommender.from_pretrained(run)
     (run / "config.json").write_text(json.dumps({**config, "model": {"type": "causal"}}))
     with pytest.raises(ValueError, match="model.type='causal', but best/config.json holds a 't5' model"):
@@ -409,6 +418,161 @@ def test_causal_model_bundle(setup, tmp_path):
     loaded = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "causal"), device="cpu")
     assert loaded.model_type == "causal" and json.loads((tmp_path / "causal" / CONFIG_FILE).read_text())["model_type"] == "causal"
     assert_same(loaded.recommend(histories, k=10, user_ids=split.user_ids, exclude_seen=False), out)
+
+
+# ---------------------------------------------------------------------------------------------- recipe runs: causal, LoRA
+
+
+@pytest.fixture(scope="module")
+def recipe_runs(tmp_path_factory):
+    """recipes/train_genrec.py runs: causal, LoRA on a tiny local Llama (titles + prompt), LoRA on a tiny local T5 (titles)."""
+    import train_genrec
+    from accelerate.state import AcceleratorState
+
+    root = tmp_path_factory.mktemp("recipe_runs")
+    data, table_dir = make_dataset(root)
+    # The runs' tokenizer_dir: a SID tokenizer artifact (the pipeline loads one) holding make_dataset's SID table.
+    quantizer = RQKMeans((4, 4), seed=0)
+    quantizer.fit(torch.randn(30, DIM, generator=torch.Generator().manual_seed(0)))
+    tok = SIDTokenizer(quantizer, SIDTable.load(table_dir), embedding_dim=DIM).save_pretrained(root / "sid_tokenizer")
+    fast = ["training.epochs=2", "training.mixed_precision=no", "training.checkpoint_at_epoch_end=false",
+            "training.checkpoint_every_minutes=null", "eval.valid_max_users=null"]
+    configs = Path(train_genrec.__file__).parent / "configs"
+    specs = {
+        "causal": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL]),
+        "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
+                                                   "model.lora.prompt=the next item is"]),
+        "lora_t5": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 't5', 't5')}", "model.lora.r=4"]),
+    }
+    runs = {"data": data, "tok": tok, "root": root}
+    for name, (config, extra) in specs.items():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        train_genrec.main(["--config", str(configs / config), *recipe_args(data, tok, root / name, *fast, *extra)])
+        runs[name] = root / name
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return runs
+
+
+def _test_requests(split) -> tuple[list[list[str]], list[str], list[int]]:
+    """Histories, user ids and user indices of the split's test examples."""
+    users = split.test.user_index.tolist()
+    return histories_of(split, split.test), [split.user_ids[u] for u in users], users
+
+
+@pytest.mark.parametrize("name", ["causal", "lora_llama", "lora_t5"])
+def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, name):
+    """from_pretrained(run) == the recipe's evaluation ranking (items); its bundle == the run (items, allclose scores)."""
+    import evaluate_genrec
+
+    run = recipe_runs[name]
+    loaded = evaluate_genrec.load_run(run, device="cpu")
+    reference = evaluate_genrec.evaluate_run(loaded, "test", show_progress=False)
+    assert reference.metrics == json.loads((run / "metrics.json").read_text())["test"]  # the recipe's own evaluation
+    ranked = dict(zip(reference.user_index.tolist(), reference.ranked_items.tolist(), strict=True))
+
+    rec = GenerativeRecommender.from_pretrained(run, device="cpu")
+    lora = name.startswith("lora")
+    assert rec.model_type == ("lora" if lora else "causal") and rec.architecture == ("seq2seq" if name == "lora_t5" else "causal")
+    split = loaded.split
+    histories, user_ids, users = _test_requests(split)
+    out = rec.recommend(histories, k=10, user_ids=user_ids, exclude_seen=False)
+    assert [r.item_ids for r in out] == [[split.item_ids[i] for i in ranked[u]] for u in users]
+    if lora:  # the inputs mix item titles (and the Llama run's prompt) into the history, as the recipe did
+        assert rec.text_inputs.item_text_tokens is not None and len(rec.text_inputs.item_text_tokens) == 30
+        assert (rec.text_inputs.prompt == "the next item is") == (name == "lora_llama")
+    seen = rec.recommend(histories, k=5, user_ids=user_ids)
+
+    folder = rec.save_pretrained(tmp_path / "bundle")
+    expected = {"README.md", CONFIG_FILE, "model", "popular_items.json", "tokenizer", "user_ids.json"}
+    if lora:
+        expected |= {"text_tokenizer", "item_text_tokens.safetensors"}
+    assert {p.name for p in folder.iterdir()} == expected
+    assert not list(folder.rglob("adapter_*")) and not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert config["token_space"] == json.loads((run / "token_space.json").read_text())
+    if lora:
+        assert config["model_type"] == "lora" and config["vocab"] is None
+        assert config["lora"]["architecture"] == rec.architecture and config["lora"]["base_model"].endswith(name[5:])
+        assert config["inputs"]["item_text_template"] == "{title}" and config["inputs"]["item_text_tokens"]["count"] == 30
+        assert type(rec.model).__name__.startswith("PeftModel")  # saving merged a copy, not the recommender's model
+    # The bundle is self-contained: it loads (and recommends the same) without the base checkpoint.
+    pretrained = recipe_runs["root"] / name[5:] if lora else None
+    if pretrained is not None:
+        pretrained.rename(pretrained.with_name("moved"))
+    try:
+        bundle = GenerativeRecommender.from_pretrained(folder, device="cpu")
+        assert bundle.model_type == rec.model_type and bundle.config == json.loads(json.dumps(rec.config))
+        assert_same(bundle.recommend(histories, k=10, user_ids=user_ids, exclude_seen=False), out)
+        assert_same(bundle.recommend(histories, k=5, user_ids=user_ids), seen)
+    finally:
+        if pretrained is not None:
+            pretrained.with_name("moved").rename(pretrained)
+    if lora:  # titles in the input: the run's item table is needed, a clear error without it
+        import shutil
+
+        broken = Path(shutil.copytree(run, tmp_path / "no_data", ignore=shutil.ignore_patterns("checkpoints")))
+        (broken / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()), "dataset": str(tmp_path / "gone")}))
+        with pytest.raises(ValueError, match=r"put item text \('\{title\}'\) into its inputs, which needs the dataset's item table"):
+            GenerativeRecommender.from_pretrained(broken, device="cpu")
+
+
+@pytest.mark.parametrize(("name", "suffix"), [("causal", "json"), ("lora_llama", "safetensors"), ("lora_t5", "json")])
+def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_runs, tmp_path, name, suffix):
+    import evaluate_genrec
+    from safetensors.torch import load_file
+
+    run = recipe_runs[name]
+    test_metrics = json.loads((run / "metrics.json").read_text())["test"]
+    per_user_path = tmp_path / f"per_user.{suffix}"
+    result = evaluate_genrec.main(["--run", str(run), "--split", "test", "--per-user", str(per_user_path), "--out", str(tmp_path / "eval.json")])
+    assert result["metrics"] == test_metrics and result["num_users"] == 48 and result["model_type"] == name.split("_")[0]
+    assert json.loads((tmp_path / "eval.json").read_text())["metrics"] == test_metrics
+    per_user = load_file(per_user_path) if suffix == "safetensors" else json.loads(per_user_path.read_text())
+    assert list(map(int, per_user["user_index"])) == list(range(48))
+    for metric, value in test_metrics.items():
+        values = torch.as_tensor(per_user[metric], dtype=torch.float32)
+        assert values.shape == (48,) and values.mean().item() == value  # the per-user values average to the metric exactly
+    if suffix == "json":
+        split = leave_one_out_split(load_dataset(recipe_runs["data"]))
+        assert per_user["user_id"] == split.user_ids and per_user["split"] == "test" and sorted(per_user["metric_names"]) == sorted(test_metrics)
+    if name == "causal":  # a run from before token_space.json: its vocab.json gives the same layout and metrics
+        import shutil
+
+        old = Path(shutil.copytree(run, tmp_path / "old_run", ignore=shutil.ignore_patterns("checkpoints")))
+        (old / "token_space.json").unlink()
+        assert evaluate_genrec.main(["--run", str(old), "--out", str(tmp_path / "old.json")])["metrics"] == test_metrics
+
+
+def test_saving_refuses_weights_that_would_reload_differently(setup, tmp_path):
+    """Weights that transformers drops from the file and re-ties on load, while they differ in memory, are refused.
+
+    As after merging a LoRA T5 whose ``shared`` embedding was trained as a separate copy: the encoder, decoder
+    and output layer keep the old matrix, saved once (as ``lm_head``), and would load tied to the new ``shared``.
+    """
+    import copy
+
+    model = copy.deepcopy(setup["rec"].model)
+    model.shared = torch.nn.Embedding.from_pretrained(model.shared.weight.detach() + 1.0, freeze=False)
+    model.config.tie_word_embeddings = False
+    rec = GenerativeRecommender(model, setup["tokenizer"], setup["vocab"], max_history=5, device="cpu")
+    with pytest.raises(ValueError, match=r"cannot save T5ForConditionalGeneration faithfully: \['encoder.embed_tokens.weight"):
+        rec.save_pretrained(tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_import_genrec_is_cheap_and_exports_the_recommender_lazily():
+    code = "import sys, genrec; assert 'torch' not in sys.modules and 'genrec.pipeline' not in sys.modules, sorted(sys.modules)[:50]"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    import genrec
+    import genrec.pipeline
+
+    assert genrec.GenerativeRecommender is genrec.pipeline.GenerativeRecommender and "GenerativeRecommender" in dir(genrec)
+    from genrec import GenerativeRecommender as imported
+
+    assert imported is GenerativeRecommender
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        genrec.nope  # noqa: B018
 
 
 # ---------------------------------------------------------------------------------------------- Hub
