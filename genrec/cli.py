@@ -6,7 +6,7 @@
     genrec export --model runs/beauty/genrec --out runs/beauty/recommender [--push-to-hub you/beauty-tiger]
     genrec export --model runs/beauty/genrec_lora --out runs/beauty/recommender_lora   (LoRA: adapter merged, self-contained)
     genrec recommend --model runs/beauty/recommender --input histories.json --output recommendations.csv
-    genrec compare ...                          (the tokenizer-comparison recipe, when installed)
+    genrec compare --config compare_ml100k      (recipes/compare_tokenizers.py)
 
 ``train-tokenizer``, ``train``, ``evaluate`` and ``compare`` call ``main(argv)`` of the recipes in
 ``recipes/`` (installed as ``genrec.recipes``) with the remaining arguments, so they take exactly the
@@ -280,7 +280,9 @@ RECIPES = {
     "compare": RecipeCommand(
         "genrec.recipes.compare_tokenizers",
         "Compare tokenizers (quality metrics and recommendation results) (recipes/compare_tokenizers.py).",
-        ("genrec compare --help   # the options of the comparison recipe",),
+        ("genrec compare --config compare_ml100k                        # every tokenizer x seed, then the report",
+         "genrec compare --config compare_ml100k seeds=[0] output_dir=runs/cmp_quick",
+         "genrec compare --config compare_ml100k --report-only          # rebuild tables and plots from finished runs"),
         optional=True),
 }
 

@@ -1,0 +1,225 @@
+"""Compare SID tokenizers end to end: every tokenizer x seed, same split, same recommender budget.
+
+    python recipes/compare_tokenizers.py --config recipes/configs/compare_ml100k.yaml
+    python recipes/compare_tokenizers.py --config recipes/configs/compare_ml100k.yaml seeds=[0] output_dir=runs/cmp_quick
+    genrec compare --config compare_ml100k
+
+For each (tokenizer, seed), in its own child process (a crash or leak in one run cannot touch the others):
+train the tokenizer (``recipes/train_tokenizer.py`` with the tokenizer's config, ``seed`` and the
+shared ``dataset``), train the recommender on its SIDs (``recipes/train_genrec.py`` with the shared
+``recommender`` config and budget, ``training.seed`` = seed), evaluate the best model on the test
+split with per-user metrics (``recipes/evaluate_genrec.py --per-user``), then write
+``<output_dir>/records/<tokenizer>-seed<k>.json`` atomically. That file is the only mark of a
+finished run: on a rerun, finished runs are skipped; an unfinished one (crash, kill) has its folders
+deleted and is redone from scratch, so nothing is half-counted.
+
+After every run the report is rewritten under ``<output_dir>/report/`` (:func:`genrec.eval.report.write_report`):
+``results.csv`` / ``results.json`` (one row per run), ``summary.md`` (mean +- std over seeds of
+Recall/NDCG@5/10, the tokenizer-quality metrics and the training/evaluation times; paired bootstrap
+and t tests of each tokenizer against ``baseline`` on per-user test metrics) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from genrec.config import ConfigError, load_config
+from genrec.eval.report import write_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling recipes, also when run as a script
+
+logger = logging.getLogger("compare_tokenizers")
+RECIPES = Path(__file__).resolve().parent
+METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+
+
+@dataclass
+class TokenizerSpec:
+    config: str  # a tokenizer recipe config (path, or a file name in recipes/configs/)
+    overrides: list[str] = field(default_factory=list)  # key=value overrides for this tokenizer only
+
+
+@dataclass
+class RecommenderSpec:
+    config: str = "genrec_beauty.yaml"
+    overrides: list[str] = field(default_factory=list)  # the shared model and training budget
+
+
+@dataclass
+class CompareConfig:
+    dataset: str = "ml_100k"
+    data_dir: str | None = None  # None -> $GENREC_DATA_DIR
+    output_dir: str = "runs/compare"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    baseline: str = "rqvae"  # the paired tests compare every tokenizer against this one
+    tokenizers: dict = field(default_factory=dict)  # name -> {config: ..., overrides: [...]} (a TokenizerSpec)
+    tokenizer_overrides: list[str] = field(default_factory=list)  # applied to every tokenizer (e.g. epochs=100)
+    recommender: RecommenderSpec = field(default_factory=RecommenderSpec)
+    title: str = ""
+
+
+def tokenizer_spec(cfg: CompareConfig, name: str) -> TokenizerSpec:
+    value = cfg.tokenizers[name]
+    if isinstance(value, str):  # shorthand: name: tokenizer_rqvae.yaml
+        return TokenizerSpec(config=value)
+    if not isinstance(value, dict) or "config" not in value or set(value) - {"config", "overrides"}:
+        raise ConfigError(f"tokenizers.{name}: expected a config file name or {{config: FILE, overrides: [key=value, ...]}}, got {value!r}")
+    overrides = value.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+        raise ConfigError(f"tokenizers.{name}.overrides: expected a list of 'key=value' strings, got {overrides!r}")
+    return TokenizerSpec(config=value["config"], overrides=list(overrides))
+
+
+def _config_path(name: str) -> str:
+    path = Path(name)
+    if path.exists():
+        return str(path)
+    packaged = RECIPES / "configs" / name
+    if packaged.exists():
+        return str(packaged)
+    raise ConfigError(f"config file '{name}' not found (as a path or in {RECIPES / 'configs'})")
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def run_one(cfg: CompareConfig, name: str, seed: int) -> dict:
+    """Tokenizer -> recommender -> per-user test evaluation for one (tokenizer, seed); returns the record.
+
+    Runs the three recipes' ``main`` in this process; :func:`main` calls it in a child process.
+    """
+    import evaluate_genrec
+    import train_genrec
+    import train_tokenizer
+
+    out = Path(cfg.output_dir)
+    tag = f"{name}-seed{seed}"
+    tok_dir, run_dir = out / "tokenizers" / tag, out / "runs" / tag
+    spec = tokenizer_spec(cfg, name)
+    data = [f"dataset={cfg.dataset}"] + ([f"data_dir={cfg.data_dir}"] if cfg.data_dir else [])
+
+    start = time.perf_counter()
+    train_tokenizer.main(["--config", _config_path(spec.config), *data, f"seed={seed}", f"output_dir={tok_dir}", "log_every=0",
+                          *cfg.tokenizer_overrides, *spec.overrides])
+    tokenizer_seconds = time.perf_counter() - start
+    train_genrec.main(["--config", _config_path(cfg.recommender.config), *data, f"tokenizer_dir={tok_dir}", f"output_dir={run_dir}",
+                       f"training.seed={seed}", *cfg.recommender.overrides])
+    per_user_path = run_dir / "per_user_test.json"
+    evaluation = evaluate_genrec.main(["--run", str(run_dir), "--split", "test", "--per-user", str(per_user_path),
+                                       "--out", str(run_dir / "eval_test.json")] + (["--data-dir", cfg.data_dir] if cfg.data_dir else []))
+
+    tok = json.loads((tok_dir / "metrics.json").read_text())
+    rec = json.loads((run_dir / "metrics.json").read_text())
+    tok_metrics = {k: v for k, v in tok.items() if k not in ("history", "timings", "config")}
+    return {
+        "tokenizer": name, "seed": seed, "metrics": rec["test"], "validation": rec["validation"], "tokenizer_metrics": tok_metrics,
+        "timings": {"tokenizer_train_seconds": tok["timings"]["train_seconds"], "tokenizer_total_seconds": tokenizer_seconds,
+                    "recommender_train_seconds": rec["timings"]["train_seconds"], "test_eval_seconds": evaluation["seconds"]},
+        "steps": rec.get("steps"), "per_user_file": str(per_user_path.relative_to(out)), "tokenizer_dir": str(tok_dir.relative_to(out)),
+        "run_dir": str(run_dir.relative_to(out)), "re_evaluated_test": evaluation["metrics"],
+    }
+
+
+def load_record(out: Path, record: dict) -> dict:
+    """A record with its per-user metrics and collision-group sizes loaded (for the report)."""
+    from genrec.tokenizer import SIDTable
+
+    full = dict(record)
+    per_user = json.loads((out / record["per_user_file"]).read_text())
+    order = np.argsort(np.asarray(per_user["user_index"]))  # pair users by index across runs
+    full["per_user"] = {m: np.asarray(per_user[m])[order] for m in METRICS if m in per_user}
+    table = SIDTable.load(out / record["tokenizer_dir"])
+    _, counts = np.unique(np.asarray(table.sids[:, :-1]), axis=0, return_counts=True)
+    full["group_sizes"] = counts
+    return full
+
+
+def report(cfg: CompareConfig) -> dict | None:
+    out = Path(cfg.output_dir)
+    records = []
+    for name in cfg.tokenizers:
+        for seed in cfg.seeds:
+            path = out / "records" / f"{name}-seed{seed}.json"
+            if path.exists():
+                records.append(load_record(out, json.loads(path.read_text())))
+    if not records:
+        return None
+    return write_report(records, out / "report", baseline=cfg.baseline, metrics=METRICS, title=cfg.title or f"Tokenizer comparison on {cfg.dataset}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML config (see recipes/configs/compare_*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] output_dir=runs/cmp")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs, train nothing")
+    parser.add_argument("--run-one", nargs=2, metavar=("TOKENIZER", "SEED"), help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args(argv)
+    cfg = load_config(CompareConfig, _config_path(args.config), args.overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.run_one:
+        name, seed = args.run_one[0], int(args.run_one[1])
+        record = run_one(cfg, name, seed)
+        _atomic_write_json(Path(cfg.output_dir) / "records" / f"{name}-seed{seed}.json", record)
+        return record
+    if not cfg.tokenizers:
+        raise ConfigError("tokenizers: list at least one tokenizer (name: {config: ..., overrides: [...]})")
+    for name in cfg.tokenizers:
+        _config_path(tokenizer_spec(cfg, name).config)  # every config exists before anything trains
+    _config_path(cfg.recommender.config)
+    if cfg.baseline not in cfg.tokenizers:
+        raise ConfigError(f"baseline '{cfg.baseline}' is not one of the tokenizers {sorted(cfg.tokenizers)}")
+    out = Path(cfg.output_dir)
+    for sub in ("records", "logs", "tokenizers", "runs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(out / "config.json", asdict(cfg))
+
+    failures = {}
+    if not args.report_only:
+        for seed in cfg.seeds:
+            for name in cfg.tokenizers:
+                tag = f"{name}-seed{seed}"
+                record_path = out / "records" / f"{tag}.json"
+                if record_path.exists():
+                    logger.info("%s: finished earlier, reused", tag)
+                    continue
+                for partial in (out / "tokenizers" / tag, out / "runs" / tag):
+                    if partial.exists():  # an unfinished run: redo it from scratch, never half-count it
+                        logger.info("%s: removing the unfinished %s", tag, partial)
+                        shutil.rmtree(partial)
+                (out / "logs" / f"{tag}.log").unlink(missing_ok=True)
+                logger.info("%s: tokenizer -> recommender -> test evaluation (log: %s)", tag, out / "logs" / f"{tag}.log")
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--config", _config_path(args.config), *args.overrides,
+                       "--run-one", name, str(seed)]
+                with open(out / "logs" / f"{tag}.log", "w") as log:
+                    code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
+                if code != 0 or not record_path.exists():
+                    failures[tag] = f"exit {code}, see {out / 'logs' / (tag + '.log')}"
+                    logger.error("%s failed: %s", tag, failures[tag])
+                    continue
+                record = json.loads(record_path.read_text())
+                logger.info("%s: test %s", tag, {k: round(v, 4) for k, v in record["metrics"].items()})
+                report(cfg)
+    result = report(cfg) or {}
+    if result:
+        print((out / "report" / "summary.md").read_text())
+    if failures:
+        raise SystemExit(f"{len(failures)} run(s) failed (rerun the same command to retry them): {failures}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
