@@ -99,6 +99,17 @@ def test_full_width_beams_equal_exhaustive_ranking(t5_setup, layout):
     torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("num_beams", [3, 8])
+def test_final_ranking_shortcut_equals_ranking_every_leaf(t5_setup, num_beams):
+    # Without exclusions the last level ranks only the best top_k + 1 candidates; an empty exclusion
+    # list takes the path that looks up and ranks every leaf. Both must give the same lists.
+    vocab, model, item_tokens, ids, mask, _ = t5_setup
+    trie = PrefixTrie.from_item_tokens(item_tokens, vocab)
+    fast = constrained_beam_search(model, ids, mask, trie, num_beams=num_beams)
+    full = constrained_beam_search(model, ids, mask, trie, num_beams=num_beams, exclude_items=[[] for _ in range(len(ids))])
+    assert torch.equal(fast[0], full[0]) and torch.equal(fast[1], full[1])
+
+
 def test_level_normalization_equals_its_exhaustive_ranking(t5_setup):
     vocab, model, item_tokens, ids, mask, _ = t5_setup
     trie = PrefixTrie.from_item_tokens(item_tokens, vocab)

@@ -169,6 +169,29 @@ def _rank_final(scores: torch.Tensor, items: torch.Tensor, top_k: int) -> tuple[
     return items, scores
 
 
+def _rank_final_top(candidates: torch.Tensor, nodes: torch.Tensor, trie, level: int, size: int,
+                    top_k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`_rank_final` for the common case, touching only the best ``top_k + 1`` candidates per user.
+
+    When every user's ``top_k``-th best score is strictly above the next one (no tie at the cut and
+    at least ``top_k`` valid candidates), the top-``top_k`` set is unique, so only those candidates
+    need their items looked up and ordered (score descending, ties by item). That is the same result
+    as ranking all ``width x K`` leaves, without building (B, width x K) item and sort tensors, which
+    on CPU cost as much as a decoder layer. Returns None when a tie or a -inf reaches the cut; the
+    caller then ranks everything.
+    """
+    batch, num_candidates = candidates.shape
+    if num_candidates <= top_k:
+        return None
+    values, picked = candidates.topk(top_k + 1, dim=1)
+    if not bool((values[:, top_k - 1] > values[:, top_k]).all()):
+        return None
+    values, picked = values[:, :top_k], picked[:, :top_k]
+    parent, code = picked // size, picked % size
+    items = trie.leaf_items(trie.step(level, nodes.gather(1, parent), code))
+    return _rank_final(values, items, top_k)
+
+
 def _beam_search(
     first_logits: torch.Tensor,
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -197,6 +220,10 @@ def _beam_search(
         candidates = (beam_scores[:, :, None] + log_probs).masked_fill(~allowed, NEG_INF).view(batch, width * size)
 
         if level == trie.depth - 1:
+            if exclusion_keys is None:
+                ranked = _rank_final_top(candidates, nodes, trie, level, size, top_k)
+                if ranked is not None:
+                    return ranked
             codes = torch.arange(size, device=device)
             leaves = trie.step(level, nodes[:, :, None], codes)  # (B, width, K), -1 where not allowed
             items = trie.leaf_items(leaves).view(batch, width * size)
