@@ -63,7 +63,9 @@ def test_bad_input_errors():
     bad = x.clone()
     bad[7, 0] = float("nan")
     bad[11, 3] = float("inf")
-    with pytest.raises(ValueError, match=r"NaN/inf in 2 row\(s\): \[7, 11\]"):
+    bad[12, 4], bad[12, 5] = float("inf"), -float("inf")  # the row sum is NaN
+    bad[20] = 3e38  # finite values whose row sum overflows: must not be reported
+    with pytest.raises(ValueError, match=r"NaN/inf in 3 row\(s\): \[7, 11, 12\]"):
         kmeans(bad, 2)
     with pytest.raises(ValueError, match="2-D"):
         kmeans(x[0], 2)
