@@ -66,7 +66,8 @@ def main() -> None:
     tok_dir = out / "tokenizer"
     if not (tok_dir / "metrics.json").exists():
         run([sys.executable, str(ROOT / "recipes/train_tokenizer.py"), "--config", str(ROOT / "recipes/configs/tokenizer_rqvae.yaml"),
-             f"dataset={args.dataset}", f"output_dir={tok_dir}", f"epochs={args.tokenizer_epochs}", "log_every=0"], out / "tokenizer.log")
+             f"dataset={args.dataset}", f"output_dir={tok_dir}", f"epochs={args.tokenizer_epochs}", "log_every=0",
+             "on_empty_text=item_id"], out / "tokenizer.log")  # ML-100k item 267 has no title, year or genres
 
     rows = []
     for seed in args.seeds:
