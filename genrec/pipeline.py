@@ -83,6 +83,7 @@ from genrec.data import Examples, Seq2SeqCollator, build_seq2seq_dataset
 from genrec.decoding import PrefixTrie, constrained_beam_search, constrained_beam_search_causal
 from genrec.models.tokens import TokenSpace
 from genrec.tokenizer import SIDTokenizer
+from genrec.tokenizer.hub import download_snapshot, refuse_pickles
 from genrec.vocab import SIDVocab
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,6 @@ REQUIRED_FILES = (CONFIG_FILE, f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/{MODEL_
 LORA_REQUIRED_FILES = (f"{TEXT_TOKENIZER_DIR}/tokenizer_config.json",)
 # Everything a bundle may hold at its top level (save_pretrained replaces a folder holding only these).
 BUNDLE_ENTRIES = (CONFIG_FILE, MODEL_DIR, TOKENIZER_DIR, TEXT_TOKENIZER_DIR, ITEM_TEXT_FILE, POPULAR_FILE, USERS_FILE, CARD_FILE)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 NUM_POPULAR_ITEMS = 1000
 POPULARITY_SOURCE = ("item counts over the training part of the chronological leave-one-out split (every user's "
                      "interactions except the last two, so validation and test targets are not counted)")
@@ -452,10 +452,7 @@ def _architecture(model) -> str:
 
 
 def _refuse_pickles(names, where: str) -> None:
-    found = sorted(n for n in names if n.lower().endswith(PICKLE_SUFFIXES))
-    if found:
-        raise ValueError(f"{where} holds pickle-based file(s) {found}: genrec loads recommenders from safetensors and JSON "
-                         "only and refuses folders/repos with pickles (they can execute code when loaded). Remove them.")
+    refuse_pickles(names, where, "recommenders")
 
 
 def _read_json(path: Path):
@@ -1185,32 +1182,11 @@ def _check_saved_weights(model, folder: Path) -> None:
 
 def _download(repo_id: str, *, revision, cache_dir, force_download: bool, token, local_files_only: bool) -> Path:
     """Snapshot of a bundle's files from a Hub repo (after checking the repo's file list)."""
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise FileNotFoundError(f"{repo_id!r} is neither a local folder nor a valid Hub repo id ({e})") from e
-    api = HfApi(token=token)
-    resolved = api.resolve_revision(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-    if not local_files_only:
-        try:
-            files = api.list_repo_files(repo_id, revision=resolved.resolved, token=token)
-        except OfflineModeIsEnabled:
-            files = None  # offline: only the bundle's own files were ever downloaded; the cache is checked on load
-        if files is not None:
-            _refuse_pickles(files, f"Hub repo {repo_id}@{resolved.resolved}")
-            for name in REQUIRED_FILES:
-                if name not in files:
-                    raise FileNotFoundError(f"Hub repo {repo_id}@{resolved.resolved}: missing file {name}")
     patterns = [CONFIG_FILE, CARD_FILE, POPULAR_FILE, USERS_FILE, ITEM_TEXT_FILE, f"{MODEL_DIR}/*.json", f"{MODEL_DIR}/*.safetensors",
                 f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*.safetensors", f"{TOKENIZER_DIR}/{CARD_FILE}",
                 f"{TEXT_TOKENIZER_DIR}/*"]  # the text tokenizer's own files (JSON, SentencePiece .model, ...); pickles refused above
-    folder = snapshot_download(repo_id, revision=resolved, allow_patterns=patterns, cache_dir=cache_dir,
-                               force_download=force_download, token=token, local_files_only=local_files_only)
-    return Path(folder)
+    return download_snapshot(repo_id, required=REQUIRED_FILES, allow_patterns=patterns, what="recommenders", revision=revision,
+                             cache_dir=cache_dir, force_download=force_download, token=token, local_files_only=local_files_only)
 
 
 # ---------------------------------------------------------------------------------------------- model card

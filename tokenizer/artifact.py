@@ -37,6 +37,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from genrec.tokenizer.hub import download_snapshot, refuse_pickles
 from genrec.tokenizer.metrics import tokenizer_metrics
 from genrec.tokenizer.model_card import CARD_FILE, build_model_card
 from genrec.tokenizer.random_ids import RandomIDs
@@ -49,7 +50,6 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "sid_tokenizer_config.json"
 QUANTIZER_FILE = "quantizer.safetensors"
 REQUIRED_FILES = (CONFIG_FILE, QUANTIZER_FILE, TABLE_FILE, ITEMS_FILE)
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 @dataclass
@@ -76,10 +76,7 @@ def _json_checked(value, what: str):
 
 
 def _refuse_pickles(names, where: str) -> None:
-    found = sorted(n for n in names if n.lower().endswith(PICKLE_SUFFIXES))
-    if found:
-        raise ValueError(f"{where} holds pickle-based file(s) {found}: genrec loads SID tokenizers from safetensors and JSON "
-                         "only and refuses folders/repos with pickles (they can execute code when loaded). Remove them.")
+    refuse_pickles(names, where, "SID tokenizers")
 
 
 def _read_json(path: Path) -> object:
@@ -422,29 +419,9 @@ class SIDTokenizer:
 
 def _download(repo_id: str, *, revision, cache_dir, force_download: bool, token, local_files_only: bool) -> Path:
     """Snapshot of the artifact's files of a Hub repo (after checking the repo's file list)."""
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise FileNotFoundError(f"{repo_id!r} is neither a local folder nor a valid Hub repo id ({e})") from e
-    api = HfApi(token=token)
-    resolved = api.resolve_revision(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-    if not local_files_only:
-        try:
-            files = api.list_repo_files(repo_id, revision=resolved.resolved, token=token)
-        except OfflineModeIsEnabled:
-            files = None  # offline: only the artifact's own files were ever downloaded; the cache is checked below
-        if files is not None:
-            _refuse_pickles(files, f"Hub repo {repo_id}@{resolved.resolved}")
-            for name in REQUIRED_FILES:
-                if name not in files:
-                    raise FileNotFoundError(f"Hub repo {repo_id}@{resolved.resolved}: missing file {name}")
-    folder = snapshot_download(repo_id, revision=resolved, allow_patterns=[*REQUIRED_FILES, CARD_FILE], cache_dir=cache_dir,
-                               force_download=force_download, token=token, local_files_only=local_files_only)
-    return Path(folder)
+    return download_snapshot(repo_id, required=REQUIRED_FILES, allow_patterns=[*REQUIRED_FILES, CARD_FILE], what="SID tokenizers",
+                             revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
+                             local_files_only=local_files_only)
 
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "QUANTIZER_FILE", "ColdStartEncoding", "SIDTokenizer"]
