@@ -61,32 +61,8 @@ def _prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[i
     Returns ``(values, lengths, prompt_lengths)``: the flat int64 token array, each row's length and
     each row's prompt length (without the suffix). ``suffix_tokens`` is (M, S) or None.
     """
-    for name, indices in (("history", examples.history_values), ("target", examples.target)):
-        if indices.size and (indices.max() >= len(tokens) or indices.min() < 0):
-            raise ValueError(f"{name} item index out of range [0, {len(tokens)}) for item_tokens with {len(tokens)} rows")
-    m, depth = len(examples), tokens.shape[1]
-    has_user = add_user_token is not None
-    suffix_len = 0 if suffix_tokens is None else suffix_tokens.shape[1]
-    prompt_lengths = examples.history_lengths * depth + 1 + int(has_user)
-    lengths = prompt_lengths + suffix_len
-    starts = np.zeros(m, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-
-    values = np.empty(int(lengths.sum()), dtype=np.int64)
-    is_history = np.ones(len(values), dtype=bool)
-    eos_at = starts + prompt_lengths - 1
-    values[eos_at] = eos_id
-    is_history[eos_at] = False
-    if has_user:
-        values[starts] = _user_tokens(examples, add_user_token)
-        is_history[starts] = False
-    if suffix_len:
-        suffix_at = (eos_at[:, None] + 1 + np.arange(suffix_len)[None, :]).reshape(-1)
-        values[suffix_at] = suffix_tokens.reshape(-1)
-        is_history[suffix_at] = False
-    # What is left, in order, is exactly every history's tokens, example after example.
-    values[is_history] = tokens[examples.history_values].reshape(-1)
-    return values, lengths, prompt_lengths
+    # The SID-only case of the general builder (no item text, no prompt): one place builds every row.
+    return _text_sid_prompts(examples, tokens, add_user_token, suffix_tokens, eos_id, None, None)
 
 
 def _text_sid_prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[int], int] | None,
