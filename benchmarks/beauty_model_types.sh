@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# T5 vs decoder-only vs LoRA on Amazon Beauty: same tokenizer, split, decoding and a fixed CPU budget.
+#
+#   bash benchmarks/beauty_model_types.sh [TOKENIZER_DIR] [OUT_DIR]
+#
+# Every model sees the same number of training examples (STEPS x 256 for t5/causal); the LoRA
+# run has a wall-time budget instead (its rows carry item titles, ~10x longer) and starts from the
+# stand-in text LM that benchmarks/pretrain_text_lm.py trains on the item texts (no pretrained LM is
+# reachable offline). Test metrics use every test user. Each finished run leaves metrics.json and
+# is skipped on a rerun. Set THREADS to pin torch threads (e.g. 1 while other jobs run).
+set -euo pipefail
+TOK=${1:-runs/beauty/tokenizer_hf}
+OUT=${2:-runs/beauty/model_types}
+STEPS=${STEPS:-300}
+LORA_MINUTES=${LORA_MINUTES:-20}
+LM_MINUTES=${LM_MINUTES:-10}
+export OMP_NUM_THREADS=${THREADS:-2} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=268435456
+COMMON=(tokenizer_dir="$TOK" training.epochs=100 training.eval_every_epochs=100 eval.valid_max_users=1000)
+mkdir -p "$OUT"
+for kind in t5 causal; do
+  cfg=recipes/configs/genrec_beauty.yaml; [ "$kind" = causal ] && cfg=recipes/configs/genrec_beauty_causal.yaml
+  [ -f "$OUT/$kind/metrics.json" ] || python recipes/train_genrec.py --config "$cfg" "${COMMON[@]}" output_dir="$OUT/$kind" \
+      training.max_steps="$STEPS" training.max_train_minutes=null 2>&1 | grep -v "it/s\]" > "$OUT/$kind.log"
+done
+[ -f "$OUT/text_lm/config.json" ] || python benchmarks/pretrain_text_lm.py --dataset amazon_beauty --out "$OUT/text_lm" --minutes "$LM_MINUTES" > "$OUT/text_lm.log" 2>&1
+[ -f "$OUT/lora/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_lora.yaml "${COMMON[@]}" \
+    output_dir="$OUT/lora" model.lora.pretrained="$OUT/text_lm" training.max_train_minutes="$LORA_MINUTES" eval.batch_size=64 \
+    2>&1 | grep -v "it/s\]" > "$OUT/lora.log"
+python - "$OUT" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+print("| model | parameters trained | steps | train min | test R@5 | N@5 | R@10 | N@10 | test users/s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for kind in ("t5", "causal", "lora"):
+    p = out / kind / "metrics.json"
+    if not p.exists():
+        continue
+    m = json.loads(p.read_text()); t = m["test"]; tm = m["timings"]
+    print(f"| {kind} | | {m['steps']} | {tm['train_seconds'] / 60:.1f} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
+          f"{t['ndcg@10']:.4f} | {tm['test_users'] / tm['test_eval_seconds']:.0f} |")
+PY
