@@ -42,6 +42,17 @@ class EvalResult:
     def users_per_second(self) -> float:
         return self.num_users / max(self.seconds, 1e-9)
 
+    def subset_metrics(self, selected) -> dict[str, float]:
+        """Mean metrics over the users with ``selected[user_index]`` True (e.g. cold-start targets).
+
+        ``selected``: (number of users in the split,) bool, indexed by user index. Returns the
+        metrics plus ``num_users``; metrics are NaN when no evaluated user is selected.
+        """
+        mask = torch.as_tensor(selected, dtype=torch.bool)[self.user_index.long().cpu()]
+        count = int(mask.sum())
+        out = {name: (values.cpu()[mask].float().mean().item() if count else float("nan")) for name, values in self.per_user.items()}
+        return {**out, "num_users": count}
+
 
 @torch.no_grad()
 def evaluate_generative(
@@ -122,6 +133,40 @@ def evaluate_generative(
     per_user = per_user_metrics(ranked, targets, ks)
     metrics = {name: v.mean().item() for name, v in per_user.items()}
     return EvalResult(metrics=metrics, per_user=per_user, user_index=users, ranked_items=ranked, num_users=len(users), seconds=seconds)
+
+
+@torch.no_grad()
+def evaluate_ranker(
+    rank_fn,
+    dataset,
+    collator,
+    *,
+    ks: tuple[int, ...] = (5, 10),
+    batch_size: int = 256,
+    max_users: int | None = None,
+    show_progress: bool = True,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """Score a non-generative ranker (e.g. SASRec on item IDs) exactly like :func:`evaluate_generative`.
+
+    ``rank_fn(batch) -> (B, max(ks))`` item indices, best first, for a collated batch; rows of
+    ``dataset`` carry ``target``, ``user_index`` and ``length``. Single process (reference models are small).
+    """
+    if max_users is not None:
+        dataset = dataset[: min(max_users, len(dataset))]
+    sampler = LengthBucketBatchSampler([r["length"] for r in dataset], batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collator)
+    start = time.perf_counter()
+    ranked_all, target_all, user_all = [], [], []
+    for batch in tqdm(loader, desc=desc, disable=not show_progress, dynamic_ncols=True):
+        ranked_all.append(rank_fn(batch).cpu())
+        target_all.append(batch["target"])
+        user_all.append(batch["user_index"])
+    seconds = time.perf_counter() - start
+    ranked, targets, users = torch.cat(ranked_all), torch.cat(target_all), torch.cat(user_all)
+    per_user = per_user_metrics(ranked, targets, ks)
+    return EvalResult(metrics={name: v.mean().item() for name, v in per_user.items()}, per_user=per_user, user_index=users,
+                      ranked_items=ranked, num_users=len(users), seconds=seconds)
 
 
 def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -124,7 +124,8 @@ def markdown_summary(summary: dict, tests: dict, metrics: Sequence[str], baselin
     if tok_cols:
         lines += ["", "| tokenizer | " + " | ".join(tok_cols) + " |", "|" + "---|" * (len(tok_cols) + 1)]
         for name, cols in summary.items():
-            lines.append("| " + " | ".join([name, *[_fmt(*cols[c], digits=4) if c in cols else "-" for c in tok_cols]]) + " |")
+            if any(c in cols for c in tok_cols):  # references on item IDs have no tokenizer row
+                lines.append("| " + " | ".join([name, *[_fmt(*cols[c], digits=4) if c in cols else "-" for c in tok_cols]]) + " |")
     if time_cols:
         lines += ["", "| tokenizer | " + " | ".join(time_cols) + " |", "|" + "---|" * (len(time_cols) + 1)]
         for name, cols in summary.items():

@@ -13,6 +13,14 @@ split with per-user metrics (``recipes/evaluate_genrec.py --per-user``), then wr
 finished run: on a rerun, finished runs are skipped; an unfinished one (crash, kill) has its folders
 deleted and is redone from scratch, so nothing is half-counted.
 
+``references`` adds non-generative baselines on the same split (``recipes/train_sasrec.py``: SASRec
+on item IDs) with the same seeds; they appear as rows of the same tables (no tokenizer metrics).
+
+Cold-start protocol: ``cold_item_fraction`` > 0 holds that fraction of items (``cold_item_seed``)
+out of every tokenizer's and recommender's training (see ``genrec.data.split``); the report then
+adds ``cold:*`` columns (test users whose target is a cold item, with their own paired tests) and
+``warm:*`` columns.
+
 After every run the report is rewritten under ``<output_dir>/report/`` (:func:`genrec.eval.report.write_report`):
 ``results.csv`` / ``results.json`` (one row per run), ``summary.md`` (mean +- std over seeds of
 Recall/NDCG@5/10, the tokenizer-quality metrics and the training/evaluation times; paired bootstrap
@@ -66,18 +74,22 @@ class CompareConfig:
     tokenizers: dict = field(default_factory=dict)  # name -> {config: ..., overrides: [...]} (a TokenizerSpec)
     tokenizer_overrides: list[str] = field(default_factory=list)  # applied to every tokenizer (e.g. epochs=100)
     recommender: RecommenderSpec = field(default_factory=RecommenderSpec)
+    references: dict = field(default_factory=dict)  # name -> {config: sasrec.yaml, overrides: [...]}: item-ID baselines
+    cold_item_fraction: float = 0.0  # cold-start protocol (0 = off)
+    cold_item_seed: int = 0
     title: str = ""
 
 
 def tokenizer_spec(cfg: CompareConfig, name: str) -> TokenizerSpec:
-    value = cfg.tokenizers[name]
+    value = cfg.tokenizers[name] if name in cfg.tokenizers else cfg.references[name]
+    where = "tokenizers" if name in cfg.tokenizers else "references"
     if isinstance(value, str):  # shorthand: name: tokenizer_rqvae.yaml
         return TokenizerSpec(config=value)
     if not isinstance(value, dict) or "config" not in value or set(value) - {"config", "overrides"}:
-        raise ConfigError(f"tokenizers.{name}: expected a config file name or {{config: FILE, overrides: [key=value, ...]}}, got {value!r}")
+        raise ConfigError(f"{where}.{name}: expected a config file name or {{config: FILE, overrides: [key=value, ...]}}, got {value!r}")
     overrides = value.get("overrides") or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
-        raise ConfigError(f"tokenizers.{name}.overrides: expected a list of 'key=value' strings, got {overrides!r}")
+        raise ConfigError(f"{where}.{name}.overrides: expected a list of 'key=value' strings, got {overrides!r}")
     return TokenizerSpec(config=value["config"], overrides=list(overrides))
 
 
@@ -111,6 +123,9 @@ def run_one(cfg: CompareConfig, name: str, seed: int) -> dict:
     tok_dir, run_dir = out / "tokenizers" / tag, out / "runs" / tag
     spec = tokenizer_spec(cfg, name)
     data = [f"dataset={cfg.dataset}"] + ([f"data_dir={cfg.data_dir}"] if cfg.data_dir else [])
+    data += [f"cold_item_fraction={cfg.cold_item_fraction}", f"cold_item_seed={cfg.cold_item_seed}"]
+    if name in cfg.references:
+        return run_reference(cfg, name, seed, spec, data, run_dir)
 
     start = time.perf_counter()
     train_tokenizer.main(["--config", _config_path(spec.config), *data, f"seed={seed}", f"output_dir={tok_dir}", "log_every=0",
@@ -131,6 +146,28 @@ def run_one(cfg: CompareConfig, name: str, seed: int) -> dict:
                     "recommender_train_seconds": rec["timings"]["train_seconds"], "test_eval_seconds": evaluation["seconds"]},
         "steps": rec.get("steps"), "per_user_file": str(per_user_path.relative_to(out)), "tokenizer_dir": str(tok_dir.relative_to(out)),
         "run_dir": str(run_dir.relative_to(out)), "re_evaluated_test": evaluation["metrics"],
+        **_cold_fields(rec),
+    }
+
+
+def _cold_fields(run_metrics: dict) -> dict:
+    """The cold-start protocol's subset metrics of a run's metrics.json (empty without the protocol)."""
+    return {key: run_metrics[key] for key in ("test_cold", "test_warm") if key in run_metrics}
+
+
+def run_reference(cfg: CompareConfig, name: str, seed: int, spec: TokenizerSpec, data: list[str], run_dir: Path) -> dict:
+    """A non-generative reference (``recipes/train_sasrec.py``) on the same split and seed; returns the record."""
+    import train_sasrec
+
+    out = Path(cfg.output_dir)
+    train_sasrec.main(["--config", _config_path(spec.config), *data, f"output_dir={run_dir}", f"training.seed={seed}", *spec.overrides])
+    rec = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "tokenizer": name, "seed": seed, "kind": "reference", "metrics": rec["test"], "validation": rec["validation"],
+        "tokenizer_metrics": {},
+        "timings": {"recommender_train_seconds": rec["timings"]["train_seconds"], "test_eval_seconds": rec["timings"]["test_eval_seconds"]},
+        "steps": rec.get("steps"), "per_user_file": str((run_dir / "per_user_test.json").relative_to(out)), "tokenizer_dir": None,
+        "run_dir": str(run_dir.relative_to(out)), **_cold_fields(rec),
     }
 
 
@@ -142,23 +179,33 @@ def load_record(out: Path, record: dict) -> dict:
     per_user = json.loads((out / record["per_user_file"]).read_text())
     order = np.argsort(np.asarray(per_user["user_index"]))  # pair users by index across runs
     full["per_user"] = {m: np.asarray(per_user[m])[order] for m in METRICS if m in per_user}
-    table = SIDTable.load(out / record["tokenizer_dir"])
-    _, counts = np.unique(np.asarray(table.sids[:, :-1]), axis=0, return_counts=True)
-    full["group_sizes"] = counts
+    if "cold_target" in per_user:  # cold-start protocol: the cold / warm target users, same users in every run
+        cold = np.asarray(per_user["cold_target"])[order] > 0
+        for part, mask in (("cold", cold), ("warm", ~cold)):
+            full["per_user"].update({f"{part}:{m}": full["per_user"][m][mask] for m in METRICS if m in full["per_user"]})
+            full["metrics"] = {**full["metrics"], **{f"{part}:{m}": float(full["per_user"][m][mask].mean()) for m in METRICS
+                                                     if m in full["per_user"] and mask.any()}}
+    if record.get("tokenizer_dir"):
+        table = SIDTable.load(out / record["tokenizer_dir"])
+        _, counts = np.unique(np.asarray(table.sids[:, :-1]), axis=0, return_counts=True)
+        full["group_sizes"] = counts
     return full
 
 
 def report(cfg: CompareConfig) -> dict | None:
     out = Path(cfg.output_dir)
     records = []
-    for name in cfg.tokenizers:
+    for name in [*cfg.tokenizers, *cfg.references]:
         for seed in cfg.seeds:
             path = out / "records" / f"{name}-seed{seed}.json"
             if path.exists():
                 records.append(load_record(out, json.loads(path.read_text())))
     if not records:
         return None
-    return write_report(records, out / "report", baseline=cfg.baseline, metrics=METRICS, title=cfg.title or f"Tokenizer comparison on {cfg.dataset}")
+    metrics = list(METRICS)
+    if cfg.cold_item_fraction > 0:
+        metrics += [f"{part}:{m}" for part in ("cold", "warm") for m in ("recall@10", "ndcg@10")]
+    return write_report(records, out / "report", baseline=cfg.baseline, metrics=metrics, title=cfg.title or f"Tokenizer comparison on {cfg.dataset}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -177,7 +224,10 @@ def main(argv: list[str] | None = None) -> dict:
         return record
     if not cfg.tokenizers:
         raise ConfigError("tokenizers: list at least one tokenizer (name: {config: ..., overrides: [...]})")
-    for name in cfg.tokenizers:
+    clash = sorted(set(cfg.tokenizers) & set(cfg.references))
+    if clash:
+        raise ConfigError(f"references: {clash} are also tokenizer names")
+    for name in [*cfg.tokenizers, *cfg.references]:
         _config_path(tokenizer_spec(cfg, name).config)  # every config exists before anything trains
     _config_path(cfg.recommender.config)
     if cfg.baseline not in cfg.tokenizers:
@@ -190,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     failures = {}
     if not args.report_only:
         for seed in cfg.seeds:
-            for name in cfg.tokenizers:
+            for name in [*cfg.tokenizers, *cfg.references]:
                 tag = f"{name}-seed{seed}"
                 record_path = out / "records" / f"{tag}.json"
                 if record_path.exists():

@@ -38,14 +38,15 @@ import types
 import typing
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from genrec.config import from_dict
-from genrec.data import leave_one_out_split, load_dataset
+from genrec.data import load_dataset
 from genrec.decoding import PrefixTrie
 from genrec.eval.evaluate import EvalResult, evaluate_generative
 from genrec.models import TokenSpace, load_model
-from genrec.recipes.train_genrec import GenRecConfig, build_inputs
+from genrec.recipes.train_genrec import GenRecConfig, build_inputs, load_split
 from genrec.tokenizer import SIDTable
 from genrec.training import atomic_write_json, atomic_write_text
 from genrec.vocab import SIDVocab
@@ -125,7 +126,7 @@ def load_run(run: str | Path, data_dir: str | None = None, device: str | torch.d
         raise FileNotFoundError(f"{run}: the LoRA run's pretrained checkpoint {cfg.model.lora.pretrained!r} is not a folder; "
                                 "pass --base-model PATH")
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    split = leave_one_out_split(dataset, max_history=cfg.max_history)
+    split = load_split(cfg, dataset)
     sid_table = SIDTable.load(cfg.tokenizer_dir)
     if list(sid_table.item_ids) != list(split.item_ids):
         raise ValueError(f"{cfg.tokenizer_dir}: the SID table does not cover the catalogue of '{cfg.dataset}' in the same order "
@@ -158,23 +159,30 @@ def evaluate_run(loaded: LoadedRun, split: str = "test", *, num_beams: int | Non
                                desc=split)
 
 
-def write_per_user(path: str | Path, res: EvalResult, split_name: str, user_ids: list[str]) -> Path:
-    """Per-user metrics of ``res`` to ``path`` (``.safetensors``, else JSON), users in ascending user index."""
+def write_per_user(path: str | Path, res: EvalResult, split_name: str, user_ids: list[str], cold_by_user=None) -> Path:
+    """Per-user metrics of ``res`` to ``path`` (``.safetensors``, else JSON), users in ``res.user_index`` order.
+
+    ``cold_by_user``: optional (users,) bool by user index (cold-start protocol): written as the
+    ``cold_target`` column, 1 where the user's target is a cold item.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     users = res.user_index.long().cpu()
-    names = list(res.per_user)
+    per_user = dict(res.per_user)
+    if cold_by_user is not None:
+        per_user["cold_target"] = torch.as_tensor(cold_by_user, dtype=torch.float32)[users]
+    names = list(per_user)
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file({"user_index": users.contiguous(), **{n: res.per_user[n].float().cpu().contiguous() for n in names}}, str(tmp),
+        save_file({"user_index": users.contiguous(), **{n: per_user[n].float().cpu().contiguous() for n in names}}, str(tmp),
                   metadata={"format": "genrec-per-user-metrics", "split": split_name, "metric_names": json.dumps(names),
                             "num_users": str(len(users))})
         os.replace(tmp, path)
     else:
         obj = {"split": split_name, "metric_names": names, "num_users": len(users), "user_index": users.tolist(),
-               "user_id": [user_ids[i] for i in users.tolist()], **{n: res.per_user[n].cpu().tolist() for n in names}}
+               "user_id": [user_ids[i] for i in users.tolist()], **{n: per_user[n].cpu().tolist() for n in names}}
         atomic_write_text(path, json.dumps(obj) + "\n")
     return path
 
@@ -202,8 +210,13 @@ def main(argv: list[str] | None = None) -> dict:
               "users_per_second": res.users_per_second, "num_beams": num_beams, "model_type": loaded.cfg.model.type,
               "device": str(next(loaded.model.parameters()).device),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d")}
+    cold_by_user = None
+    if loaded.split.cold_items is not None and args.split == "test":
+        cold_by_user = np.zeros(len(loaded.split.user_ids), dtype=bool)
+        cold_by_user[loaded.split.test.user_index] = loaded.split.cold_test_mask()
+        result["metrics_cold"], result["metrics_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
     if args.per_user:
-        result["per_user_file"] = str(write_per_user(args.per_user, res, args.split, loaded.split.user_ids))
+        result["per_user_file"] = str(write_per_user(args.per_user, res, args.split, loaded.split.user_ids, cold_by_user))
     atomic_write_json(args.out or run / f"eval_{args.split}.json", result)
     print(json.dumps(result, indent=2))
     return result

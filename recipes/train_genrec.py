@@ -21,16 +21,23 @@ checkpoints under ``checkpoints/``), then evaluate the best model on the full va
 sets. Writes ``<output_dir>/metrics.json`` with ``validation`` and ``test`` metrics, the model
 (``best/``), ``token_space.json`` (where the SID tokens are), ``vocab.json`` (t5/causal) or
 ``text_tokenizer/`` (lora), and the resolved config.
+
+Cold-start protocol (``cold_item_fraction`` > 0, with a tokenizer trained under the same setting,
+see ``recipes/train_tokenizer.py``): the cold items and their interactions are held out of training
+and validation (``genrec.data.split``); ``metrics.json`` then also has ``test_cold`` (test users
+whose target is a cold item) and ``test_warm``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -42,9 +49,9 @@ from genrec.data import (
     build_causal_dataset,
     build_seq2seq_dataset,
     item_texts,
-    leave_one_out_split,
     load_dataset,
 )
+from genrec.data.split import SplitData, leave_one_out_split, select_cold_items
 from genrec.decoding import PrefixTrie
 from genrec.eval.evaluate import evaluate_generative
 from genrec.models import (
@@ -93,6 +100,8 @@ class GenRecConfig:
     tokenizer_dir: str = "runs/beauty/tokenizer"
     output_dir: str = "runs/beauty/genrec"
     max_history: int = 20
+    cold_item_fraction: float = 0.0  # cold-start protocol: hold this fraction of items out of training
+    cold_item_seed: int = 0
     num_user_tokens: int = 2000  # TIGER's hashed user tokens; 0 disables them
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -112,6 +121,31 @@ class Inputs:
     eval_collator: object
     vocab: SIDVocab | None = None
     text_tokenizer: object = None
+
+
+def load_split(cfg, dataset) -> SplitData:
+    """The run's leave-one-out split, under the cold-start protocol when ``cfg.cold_item_fraction`` > 0.
+
+    The tokenizer in ``cfg.tokenizer_dir`` must have held out exactly the same items (its
+    ``metrics.json`` lists them): a tokenizer that saw the cold items would leak them.
+    """
+    cold = select_cold_items(len(dataset.item_ids), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
+    check_tokenizer_holdout(Path(cfg.tokenizer_dir), dataset.item_ids, cold)
+    return leave_one_out_split(dataset, max_history=cfg.max_history, cold_items=cold)
+
+
+def check_tokenizer_holdout(tokenizer_dir: Path, item_ids: list[str], cold) -> None:
+    """Raise unless the tokenizer's held-out items (``metrics.json: cold_item_ids``) are the run's cold items."""
+    record = tokenizer_dir / "metrics.json"
+    held = json.loads(record.read_text()).get("cold_item_ids", []) if record.is_file() else None
+    wanted = [item for item, is_cold in zip(item_ids, cold, strict=True) if is_cold] if cold is not None else []
+    if cold is not None and held is None:
+        raise ValueError(f"{tokenizer_dir}: no metrics.json, so it cannot be checked that the tokenizer held out the "
+                         f"{len(wanted)} cold items; train it with recipes/train_tokenizer.py cold_item_fraction=... cold_item_seed=...")
+    if held is not None and sorted(held) != sorted(wanted):
+        raise ValueError(f"{tokenizer_dir}: the tokenizer held out {len(held)} item(s) but this run holds out {len(wanted)} "
+                         f"(cold_item_fraction / cold_item_seed must match the tokenizer's), e.g. tokenizer "
+                         f"{sorted(set(held) - set(wanted))[:3]} vs run {sorted(set(wanted) - set(held))[:3]}")
 
 
 def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable) -> Inputs:
@@ -165,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    split = leave_one_out_split(dataset, max_history=cfg.max_history)
+    split = load_split(cfg, dataset)
     sid_table = SIDTable.load(cfg.tokenizer_dir)
     if list(sid_table.item_ids) != list(split.item_ids):
         missing = sorted(set(split.item_ids) - set(sid_table.item_ids))
@@ -210,6 +244,11 @@ def main(argv: list[str] | None = None) -> dict:
         timings[f"{name}_eval_seconds"] = res.seconds
         timings[f"{name}_users"] = res.num_users
         logger.info("%s: %s (%d users, %.1f users/s)", name, {k: round(v, 4) for k, v in res.metrics.items()}, res.num_users, res.users_per_second)
+        if name == "test" and split.cold_items is not None:
+            cold_by_user = np.zeros(len(split.user_ids), dtype=bool)
+            cold_by_user[split.test.user_index] = split.cold_test_mask()
+            final["test_cold"], final["test_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
+            logger.info("test, cold targets: %s", {k: round(v, 4) for k, v in final["test_cold"].items()})
 
     metrics = {
         **final,
@@ -220,6 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
         "timings": timings,
         "num_processes": accelerator.num_processes,
         "skipped_users": len(split.skipped_users),
+        "cold_items": int(split.cold_items.sum()) if split.cold_items is not None else 0,
+        "cold_valid_dropped": split.cold_valid_dropped,
     }
     if accelerator.is_main_process:
         atomic_write_json(out / "config.json", asdict(cfg))

@@ -99,3 +99,51 @@ def test_config_errors(tmp_path):
         compare_tokenizers.main(["--config", str(config), "tokenizers.random=nope.yaml"])
     with pytest.raises(ConfigError, match=r"tokenizers.random: expected a config file name or"):
         compare_tokenizers.main(["--config", str(config), "tokenizers.random={cfg: x}"])
+
+
+def test_cold_start_comparison_with_a_sasrec_reference(tmp_path, monkeypatch):
+    """Cold-start protocol end to end: hold-out tokenizer + recommender, a SASRec reference, cold/warm columns."""
+    import numpy as np
+
+    from genrec.data import load_dataset
+    from genrec.data.split import leave_one_out_split, select_cold_items
+
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data, _ = make_dataset(tmp_path)
+    config = write_config(tmp_path, data)
+    sasrec = {"config": "sasrec.yaml", "overrides": ["model.hidden_size=16", "training.epochs=2", "training.batch_size=16",
+                                                     "training.warmup_steps=2", "eval.batch_size=16"]}
+    compare_tokenizers.main(["--config", str(config), "seeds=[0]", "tokenizers={rq_kmeans: tokenizer_rqkmeans.yaml}",
+                             f"references={{sasrec: {json.dumps(sasrec)}}}", "cold_item_fraction=0.2", "cold_item_seed=1"])
+    out = tmp_path / "cmp"
+    cold = select_cold_items(30, 0.2, seed=1)
+    split = leave_one_out_split(load_dataset(data), cold_items=cold)
+    cold_users = split.cold_test_mask()
+    assert 0 < cold_users.sum() < len(cold_users)
+
+    tok = json.loads((out / "tokenizers" / "rq_kmeans-seed0" / "metrics.json").read_text())
+    assert tok["cold_item_ids"] == [f"i{i}" for i in np.flatnonzero(cold)]
+    saved = json.loads((out / "report" / "results.json").read_text())
+    for tag, name in (("rq_kmeans-seed0", "rq_kmeans"), ("sasrec-seed0", "sasrec")):
+        record = json.loads((out / "records" / f"{tag}.json").read_text())
+        per_user = json.loads((out / record["per_user_file"]).read_text())
+        values = np.asarray(per_user["ndcg@10"])[np.argsort(per_user["user_index"])]
+        assert record["test_cold"]["num_users"] == int(cold_users.sum())
+        assert record["test_cold"]["ndcg@10"] == pytest.approx(values[cold_users].mean(), abs=1e-6)
+        assert record["test_warm"]["ndcg@10"] == pytest.approx(values[~cold_users].mean(), abs=1e-6)
+        assert saved["summary"][name]["cold:ndcg@10"][0] == pytest.approx(values[cold_users].mean(), abs=1e-9)
+    run = json.loads((out / "runs" / "rq_kmeans-seed0" / "metrics.json").read_text())
+    assert run["cold_items"] == 6 and run["cold_valid_dropped"] > 0
+    assert set(saved["tests"]["sasrec"]) >= {"ndcg@10", "cold:ndcg@10"}
+    assert saved["tests"]["sasrec"]["cold:ndcg@10"]["users"] == int(cold_users.sum())
+    summary = (out / "report" / "summary.md").read_text()
+    assert "cold:recall@10" in summary and "| sasrec | 1 |" in summary
+
+    # A recommender whose tokenizer saw the cold items is refused.
+    import train_genrec
+
+    with pytest.raises(ValueError, match="held out 6 item"):
+        train_genrec.main(["--config", str(ROOT / "recipes/configs/genrec_beauty.yaml"), f"dataset={data}",
+                           f"tokenizer_dir={out / 'tokenizers' / 'rq_kmeans-seed0'}", f"output_dir={tmp_path / 'x'}",
+                           "cold_item_fraction=0.1"])
