@@ -4,7 +4,13 @@ import numpy as np
 import torch
 
 from genrec.data import CausalCollator
-from genrec.models.sasrec import SASRecConfig, build_sasrec, rank_items, sasrec_eval_rows, sasrec_training_rows
+from genrec.models.sasrec import (
+    SASRecConfig,
+    build_sasrec,
+    rank_items,
+    sasrec_eval_rows,
+    sasrec_training_rows,
+)
 
 
 def test_windows_make_every_position_a_target_exactly_once_with_bounded_context():
