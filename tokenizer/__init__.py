@@ -8,12 +8,25 @@ Works on tensors only; it knows nothing of the recommender models or of evaluati
 - regularisers (:class:`Regularizer`) plug into any trainable quantiser's ``fit``;
 - :func:`add_dedup_codes` and :class:`SIDTable` (item <-> SID); a fitted quantiser and its table are
   saved and loaded together as a :class:`SIDTokenizer` (``save_pretrained`` / ``from_pretrained``);
-- :func:`tokenizer_metrics` (METHOD.md section 7).
+- :func:`tokenizer_metrics` (METHOD.md section 7);
+- multimodal input (:mod:`genrec.tokenizer.fusion`): :func:`pack_sources` packs several feature
+  sources with presence flags, :class:`ConcatFusion` / :class:`ProjectionFusion` fuse them
+  (``RQVAE(..., fusion=config)`` learns the fusion; :class:`FusedQuantizer`, ``"fused"``, puts a
+  fixed fusion in front of any quantiser).
 """
 
 from genrec.tokenizer.artifact import SIDTokenizer
 from genrec.tokenizer.base import Quantizer, QuantizerOutput, Regularizer, RegularizerBatch
 from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
+from genrec.tokenizer.fusion import (
+    ConcatFusion,
+    FusedQuantizer,
+    ProjectionFusion,
+    SourceLayout,
+    build_fusion,
+    compatibility_content,
+    pack_sources,
+)
 from genrec.tokenizer.kmeans import kmeans
 from genrec.tokenizer.metrics import tokenizer_metrics
 from genrec.tokenizer.pairs import candidate_pairs
@@ -29,5 +42,6 @@ __all__ = [
     "RQKMeans", "RQVAE", "Quantizer", "QuantizerOutput", "RandomIDs", "Regularizer", "RegularizerBatch", "SIDTable", "SIDTokenizer",
     "add_dedup_codes", "build_quantizer", "build_tokenizer", "kmeans", "quantizer_class", "register_quantizer",
     "tokenizer_metrics", "CFEmbeddings", "train_cf_embeddings", "candidate_pairs", "PRESETS", "build_regularizers", "preset",
-    "add_sid_tokens", "resize_model_embeddings",
+    "add_sid_tokens", "resize_model_embeddings", "ConcatFusion", "FusedQuantizer", "ProjectionFusion", "SourceLayout",
+    "build_fusion", "compatibility_content", "pack_sources",
 ]

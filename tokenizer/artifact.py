@@ -10,6 +10,13 @@ A saved tokenizer is a folder (or a Hub model repo) holding JSON and safetensors
     sid_items.json              the N item ids in row order + level sizes    } never recomputes IDs
     README.md                   generated model card (YAML metadata + description)
 
+Multimodal tokenizers (docs/multimodal.md) read a *packed* input (several feature sources + presence
+flags, :mod:`genrec.tokenizer.fusion`): ``embedding_dim`` is the packed width, a learned fusion's
+weights are part of ``quantizer.safetensors`` (RQ-VAE ``fusion.*``; ``method: fused`` wraps untrained
+quantisers), and the config gains a ``features`` record (sources with their options and attribute
+vocabularies, fusion, compatibility source) so new items are featurised and fused the same way.
+Single-input artifacts have no ``features`` key and are unchanged.
+
 Loading never executes code and never unpickles: the quantiser class comes from genrec's own registry
 by name, tensors from safetensors, everything else from JSON. Folders or repos holding pickle-based
 files (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ``*.pickle``, ``*.ckpt``) are refused.
@@ -108,10 +115,13 @@ class SIDTokenizer:
         regularizers: JSON-able description of the regularisers used in training (recorded only).
         training_data: free-text description of the training catalogue (recorded, shown in the card).
         metrics: JSON-able tokenizer-quality metrics (recorded, shown in the card).
+        features: JSON-able record of the feature sources and fusion of a multimodal tokenizer (None:
+            a single embedding input); saved only when given.
     """
 
     def __init__(self, quantizer, table: SIDTable, *, embedding_dim: int, embedding_model: str | None = None,
-                 text_template: str | None = None, regularizers=None, training_data: str | None = None, metrics: dict | None = None):
+                 text_template: str | None = None, regularizers=None, training_data: str | None = None, metrics: dict | None = None,
+                 features: dict | None = None):
         levels = tuple(int(k) for k in quantizer.codebook_sizes)
         if table.depth != len(levels) + 1 or table.codebook_sizes[:-1] != levels:
             raise ValueError(f"SID table levels {table.codebook_sizes} do not match the quantiser's {levels} + one dedup level")
@@ -123,12 +133,13 @@ class SIDTokenizer:
         self.regularizers = _json_checked(regularizers, "regularizers")
         self.training_data = training_data
         self.metrics = _json_checked(metrics, "metrics")
+        self.features = _json_checked(features, "features")
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
     def from_quantizer(cls, quantizer, item_ids, embeddings: torch.Tensor, *, embedding_model: str | None = None,
                        text_template: str | None = None, metrics: dict | None = None, regularizers=None,
-                       training_data: str | None = None, batch_size: int = 8192) -> SIDTokenizer:
+                       training_data: str | None = None, batch_size: int = 8192, features: dict | None = None) -> SIDTokenizer:
         """Encode the catalogue with a fitted quantiser and build the table (TIGER dedup codes, catalogue order).
 
         Args:
@@ -149,7 +160,7 @@ class SIDTokenizer:
         if metrics is None:
             metrics = tokenizer_metrics(codes, quantizer.codebook_sizes)
         return cls(quantizer, table, embedding_dim=x.shape[1], embedding_model=embedding_model, text_template=text_template,
-                   regularizers=regularizers, training_data=training_data, metrics=metrics)
+                   regularizers=regularizers, training_data=training_data, metrics=metrics, features=features)
 
     # ---- accessors ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -197,7 +208,7 @@ class SIDTokenizer:
                            if {"mean", "std"} <= state_keys else None)
         from genrec import __version__
 
-        return {
+        config = {
             "format_version": FORMAT_VERSION,
             "library_name": "genrec",
             "genrec_version": __version__,
@@ -215,10 +226,13 @@ class SIDTokenizer:
             "training_data": self.training_data,
             "metrics": self.metrics,
         }
+        if self.features is not None:
+            config["features"] = self.features
+        return config
 
     # ---- cold start -----------------------------------------------------------------------------------
     def _quantize(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-        if isinstance(self.quantizer, RandomIDs):
+        if isinstance(getattr(self.quantizer, "inner", self.quantizer), RandomIDs):  # also behind a fusion (FusedQuantizer)
             # Random codes depend only on the row: new items take the rows after the catalogue instead of
             # repeating the codes of its first items.
             rows = x.new_zeros(len(self) + x.shape[0], x.shape[1])
@@ -412,7 +426,7 @@ class SIDTokenizer:
         try:
             return cls(quantizer, table, embedding_dim=config["embedding_dim"], embedding_model=config.get("embedding_model"),
                        text_template=config.get("text_template"), regularizers=config.get("regularizers"),
-                       training_data=config.get("training_data"), metrics=config.get("metrics"))
+                       training_data=config.get("training_data"), metrics=config.get("metrics"), features=config.get("features"))
         except ValueError as e:
             raise ValueError(f"{config_path}: {e}") from e
 

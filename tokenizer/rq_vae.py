@@ -21,6 +21,14 @@ CPU-sensible defaults: AdamW, lr 1e-3, no weight decay, batch 1024, 200 epochs (
 384-d: about 1 s per epoch on 2 cores). TIGER trains far longer (Adagrad, 20k epochs) on a GPU.
 Training progress is epoch-based: ``t = epoch / max(1, epochs - 1)`` (0 at the first epoch, 1 at
 the last).
+
+Multimodal input (``fusion=``, see :mod:`genrec.tokenizer.fusion`): x is then a *packed* tensor of
+several sources plus presence flags; the encoder reads ``fusion(x)`` (a learned
+:class:`~genrec.tokenizer.fusion.ConcatFusion` or :class:`~genrec.tokenizer.fusion.ProjectionFusion`,
+trained with the RQ-VAE), while the decoder reconstructs the fixed target ``fusion.target(x)`` (the
+concatenation of the per-source normalised blocks), so the learned fusion cannot collapse. The
+fusion normalises each source itself, so ``mean``/``std`` stay 0/1 and the regularisers' ``batch.x``
+is that target. Without ``fusion`` nothing changes.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genrec.tokenizer.base import Quantizer, QuantizerOutput, Regularizer, RegularizerBatch
+from genrec.tokenizer.fusion import build_fusion
 from genrec.tokenizer.kmeans import check_points, kmeans
 from genrec.tokenizer.registry import register_quantizer
 
@@ -95,11 +104,14 @@ class RQVAE(nn.Module, Quantizer):
         kmeans_init_points: items whose residuals initialise the codebooks by k-means (a seeded
             random sample; at least max K, at most the catalogue).
         seed: fixes the initial weights, the k-means initialisation, batch order and code resets.
+        fusion: optional fusion config (:func:`genrec.tokenizer.fusion.build_fusion`); then ``input_dim``
+            is the packed width (sources + presence flags), the encoder reads the fusion's output and
+            the decoder reconstructs the fusion's fixed target (see the module docstring).
     """
 
     def __init__(self, input_dim: int, codebook_sizes=(256, 256, 256), latent_dim: int = 32, hidden_dims=(512, 256, 128),
                  beta: float = 0.25, sinkhorn_last_level: bool = False, sinkhorn_epsilon: float = 0.003, sinkhorn_iters: int = 50,
-                 kmeans_init_points: int = 20_000, seed: int = 0):
+                 kmeans_init_points: int = 20_000, seed: int = 0, fusion: dict | None = None):
         super().__init__()
         self.input_dim, self.latent_dim = int(input_dim), int(latent_dim)
         self.codebook_sizes = tuple(int(k) for k in codebook_sizes)
@@ -112,12 +124,18 @@ class RQVAE(nn.Module, Quantizer):
         # Seeded construction that leaves the caller's global RNG untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.encoder = mlp([self.input_dim, *self.hidden_dims, self.latent_dim])
-            self.decoder = mlp([self.latent_dim, *reversed(self.hidden_dims), self.input_dim])
+            self.fusion = build_fusion(fusion) if fusion is not None else None
+            if self.fusion is not None and self.fusion.input_dim != self.input_dim:
+                raise ValueError(f"input_dim={self.input_dim} but the fusion's packed input is {self.fusion.input_dim} wide "
+                                 f"(sources {self.fusion.layout.dims} + {self.fusion.layout.num_sources} presence flag(s))")
+            encoder_in = self.fusion.out_dim if self.fusion is not None else self.input_dim
+            target_dim = self.fusion.target_dim if self.fusion is not None else self.input_dim
+            self.encoder = mlp([encoder_in, *self.hidden_dims, self.latent_dim])
+            self.decoder = mlp([self.latent_dim, *reversed(self.hidden_dims), target_dim])
             # Placeholder values: fit() replaces them by k-means on the first residuals.
             self.codebooks = nn.ParameterList([nn.Parameter(0.01 * torch.randn(k, self.latent_dim)) for k in self.codebook_sizes])
-        self.register_buffer("mean", torch.zeros(self.input_dim))
-        self.register_buffer("std", torch.ones(self.input_dim))
+        self.register_buffer("mean", torch.zeros(target_dim))
+        self.register_buffer("std", torch.ones(target_dim))
         self.register_buffer("initialized", torch.tensor(False))
 
     @property
@@ -126,8 +144,24 @@ class RQVAE(nn.Module, Quantizer):
 
     # ---- forward ---------------------------------------------------------------------------------
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw embeddings (B, d_in) -> standardised with the stored catalogue mean/std."""
-        return (x.to(self.device, torch.float32) - self.mean) / self.std
+        """Raw embeddings (B, d_in) -> standardised with the stored catalogue mean/std (with a fusion:
+        the fusion's fixed target, the reconstruction target)."""
+        x = x.to(self.device, torch.float32)
+        if self.fusion is not None:
+            x = self.fusion.target(x)
+        return (x - self.mean) / self.std
+
+    def _latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw x (B, d_in) -> (encoder output z, standardised target xs)."""
+        xs = self.standardize(x)
+        return self.encoder(self._encoder_input(xs, x)), xs
+
+    def _encoder_input(self, xs: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        if self.fusion is None:
+            return xs
+        if x is None:
+            raise ValueError("an RQ-VAE with a fusion needs the raw packed input: forward_standardized(xs, x)")
+        return self.fusion(x.to(self.device, torch.float32))
 
     def quantize(self, z: torch.Tensor, balanced_last: bool = False):
         """Residual quantisation of z (B, d).
@@ -154,9 +188,12 @@ class RQVAE(nn.Module, Quantizer):
             codes.append(idx)
         return torch.stack(codes, dim=1), zq, residuals, codebook_loss, commit_loss
 
-    def forward_standardized(self, xs: torch.Tensor) -> QuantizerOutput:
-        """Standardised x (B, d_in) -> :class:`QuantizerOutput` with loss terms recon, codebook, commit."""
-        z = self.encoder(xs)
+    def forward_standardized(self, xs: torch.Tensor, x: torch.Tensor | None = None) -> QuantizerOutput:
+        """Standardised x (B, d_in) -> :class:`QuantizerOutput` with loss terms recon, codebook, commit.
+
+        With a fusion, ``xs`` is the standardised target and ``x`` the raw packed input (required).
+        """
+        z = self.encoder(self._encoder_input(xs, x))
         codes, zq, residuals, codebook_loss, commit_loss = self.quantize(z, balanced_last=self.sinkhorn_last_level and self.training)
         zq_ste = z + (zq - z).detach()
         x_hat = self.decoder(zq_ste)
@@ -165,7 +202,7 @@ class RQVAE(nn.Module, Quantizer):
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
         """Raw embeddings x (B, d_in) -> :class:`QuantizerOutput` (``x_hat`` is in standardised units)."""
-        return self.forward_standardized(self.standardize(x))
+        return self.forward_standardized(self.standardize(x), x)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
@@ -175,7 +212,7 @@ class RQVAE(nn.Module, Quantizer):
         at a time, so memory is bounded by one batch.
         """
         check_points(x, "embeddings")
-        codes = [self.quantize(self.encoder(self.standardize(chunk)))[0].to(x.device) for chunk in x.split(batch_size)]
+        codes = [self.quantize(self._latent(chunk)[0])[0].to(x.device) for chunk in x.split(batch_size)]
         return torch.cat(codes) if codes else torch.zeros(0, len(self.codebook_sizes), dtype=torch.long, device=x.device)
 
     @torch.no_grad()
@@ -183,8 +220,8 @@ class RQVAE(nn.Module, Quantizer):
         """Mean squared error per standardised input dimension, decoding the hard codes."""
         total, count = 0.0, 0
         for chunk in x.split(batch_size):
-            xs = self.standardize(chunk)
-            _, zq, _, _, _ = self.quantize(self.encoder(xs))
+            z, xs = self._latent(chunk)
+            _, zq, _, _, _ = self.quantize(z)
             total += float((self.decoder(zq) - xs).pow(2).sum())
             count += xs.numel()
         return total / max(count, 1)
@@ -195,7 +232,7 @@ class RQVAE(nn.Module, Quantizer):
         """k-means initialisation of every level on the residuals of a seeded sample of the catalogue."""
         num_points = min(len(x), max(self.kmeans_init_points, max(self.codebook_sizes)))
         rows = torch.randperm(len(x), generator=generator)[:num_points].to(x.device)
-        residual = torch.cat([self.encoder(self.standardize(chunk)) for chunk in x[rows].split(8192)])
+        residual = torch.cat([self._latent(chunk)[0] for chunk in x[rows].split(8192)])
         for level, codebook in enumerate(self.codebooks):
             centroids, assign = kmeans(residual, codebook.shape[0], iters=25, seed=seed + level)
             codebook.copy_(centroids)
@@ -215,7 +252,7 @@ class RQVAE(nn.Module, Quantizer):
         if most == 0:
             return 0
         rows = torch.randperm(len(x), generator=generator)[:most].to(x.device)
-        _, _, residuals, _, _ = self.quantize(self.encoder(self.standardize(x[rows])))
+        _, _, residuals, _, _ = self.quantize(self._latent(x[rows])[0])
         for level, codebook in enumerate(self.codebooks):
             codes = dead[level]
             if len(codes) == 0:
@@ -280,8 +317,11 @@ class RQVAE(nn.Module, Quantizer):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # for regularisers that draw from the global RNG
             if not bool(self.initialized):
-                self.mean.copy_(x.mean(dim=0))
-                self.std.copy_(x.std(dim=0, correction=0).clamp(min=1e-6))
+                if self.fusion is not None:  # the fusion normalises each source; mean/std stay 0/1
+                    self.fusion.fit_statistics(x)
+                else:
+                    self.mean.copy_(x.mean(dim=0))
+                    self.std.copy_(x.std(dim=0, correction=0).clamp(min=1e-6))
                 self._init_codebooks(x, generator, seed)
             params = list({id(p): p for module in (self, *regularizers) for p in module.parameters()}.values())
             optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -307,7 +347,7 @@ class RQVAE(nn.Module, Quantizer):
             num_batches = 0
             for idx in torch.randperm(len(x), generator=generator).to(x.device).split(batch_size):
                 xs = self.standardize(x[idx])
-                out = self.forward_standardized(xs)
+                out = self.forward_standardized(xs, x[idx])
                 terms = dict(out.losses)
                 batch = RegularizerBatch(item_index=idx, x=xs, out=out, progress=progress, epoch=epoch)
                 for reg in regularizers:
@@ -351,11 +391,13 @@ class RQVAE(nn.Module, Quantizer):
 
     # ---- serialisation -----------------------------------------------------------------------------
     def get_config(self) -> dict:
-        """JSON-able constructor arguments (+ ``method``); ``from_config(get_config())`` rebuilds the architecture."""
+        """JSON-able constructor arguments (+ ``method``); ``from_config(get_config())`` rebuilds the architecture
+        (``fusion`` only when there is one, so configs of plain RQ-VAEs are unchanged)."""
         return {"method": "rq_vae", "input_dim": self.input_dim, "codebook_sizes": list(self.codebook_sizes),
                 "latent_dim": self.latent_dim, "hidden_dims": list(self.hidden_dims), "beta": self.beta,
                 "sinkhorn_last_level": self.sinkhorn_last_level, "sinkhorn_epsilon": self.sinkhorn_epsilon,
-                "sinkhorn_iters": self.sinkhorn_iters, "kmeans_init_points": self.kmeans_init_points, "seed": self.seed}
+                "sinkhorn_iters": self.sinkhorn_iters, "kmeans_init_points": self.kmeans_init_points, "seed": self.seed,
+                **({"fusion": self.fusion.get_config()} if self.fusion is not None else {})}
 
     @classmethod
     def from_config(cls, config: dict) -> RQVAE:

@@ -4,6 +4,13 @@ Raw-data downloaders/converters live in :mod:`genrec.data.download` (``python -m
 """
 
 from genrec.data.embed import EmbeddingStats, default_model_path, embed_texts
+from genrec.data.features import (
+    AttributeFeatures,
+    ItemFeatures,
+    TextFeatures,
+    VectorFileFeatures,
+    build_features,
+)
 from genrec.data.io import (
     DataError,
     RecDataset,
@@ -26,5 +33,5 @@ __all__ = [
     "DEFAULT_TEMPLATES", "IGNORE_INDEX", "CausalCollator", "DataError", "EmbeddingStats", "Examples", "RecDataset",
     "Seq2SeqCollator", "SplitData", "build_causal_dataset", "build_seq2seq_dataset", "default_model_path",
     "default_template", "embed_texts", "item_texts", "leave_one_out_split", "load_dataset", "load_interactions",
-    "load_items", "resolve_data_dir",
+    "load_items", "resolve_data_dir", "AttributeFeatures", "ItemFeatures", "TextFeatures", "VectorFileFeatures", "build_features",
 ]
