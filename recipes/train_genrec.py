@@ -20,7 +20,8 @@ model, train it with the Accelerate loop (validation NDCG@10 picks the best epoc
 checkpoints under ``checkpoints/``), then evaluate the best model on the full validation and test
 sets. Writes ``<output_dir>/metrics.json`` with ``validation`` and ``test`` metrics, the model
 (``best/``), ``token_space.json`` (where the SID tokens are), ``vocab.json`` (t5/causal) or
-``text_tokenizer/`` (lora), and the resolved config.
+``text_tokenizer/`` (lora), ``per_user_test.json`` (every test user's metrics, the format of
+``evaluate_genrec.py --per-user``) and the resolved config.
 
 Cold-start protocol (``cold_item_fraction`` > 0, with a tokenizer trained under the same setting,
 see ``recipes/train_tokenizer.py``): the cold items and their interactions are held out of training
@@ -244,11 +245,19 @@ def main(argv: list[str] | None = None) -> dict:
         timings[f"{name}_eval_seconds"] = res.seconds
         timings[f"{name}_users"] = res.num_users
         logger.info("%s: %s (%d users, %.1f users/s)", name, {k: round(v, 4) for k, v in res.metrics.items()}, res.num_users, res.users_per_second)
-        if name == "test" and split.cold_items is not None:
+        if name != "test":
+            continue
+        cold_by_user = None
+        if split.cold_items is not None:
             cold_by_user = np.zeros(len(split.user_ids), dtype=bool)
             cold_by_user[split.test.user_index] = split.cold_test_mask()
             final["test_cold"], final["test_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
             logger.info("test, cold targets: %s", {k: round(v, 4) for k, v in final["test_cold"].items()})
+        if accelerator.is_main_process and cfg.eval.test_max_users is None:
+            # Every user's test metrics, for paired tests between runs (the format of evaluate_genrec --per-user).
+            from genrec.recipes.evaluate_genrec import write_per_user
+
+            write_per_user(out / "per_user_test.json", res, "test", split.user_ids, cold_by_user)
 
     metrics = {
         **final,
