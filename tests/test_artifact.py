@@ -341,3 +341,57 @@ def test_push_to_hub_and_load_back_with_the_real_client(tmp_path, rq_kmeans_toke
     assert result["pickle_error"].startswith("ValueError") and "['pytorch_model.bin']" in result["pickle_error"]
     assert result["missing_error"].startswith("FileNotFoundError") and "missing file sid_table.safetensors" in result["missing_error"]
     assert result["no_repo_error"] is not None and "RepositoryNotFound" in result["no_repo_error"]
+
+
+# ---- multimodal (fused) tokenizers: docs/multimodal.md ----------------------------------------------------
+FUSION_SOURCES = [{"name": "text", "dim": DIM}, {"name": "attrs", "dim": 5}]
+
+
+def fused_catalogue(n: int = 240) -> tuple[list[str], torch.Tensor]:
+    """The synthetic catalogue plus a 5-value multi-hot source missing for every 7th item, packed."""
+    from genrec.tokenizer.fusion import pack_sources
+
+    ids, x = catalogue(n)
+    attrs = torch.nn.functional.one_hot(torch.arange(n) % 5, 5).float()
+    return ids, pack_sources(values=[x, attrs], present=[torch.ones(n, dtype=torch.bool), torch.arange(n) % 7 != 0])
+
+
+@pytest.mark.parametrize("method", ["rq_vae-concat", "rq_vae-projection", "fused-rq_kmeans", "fused-random"])
+def test_fused_tokenizers_save_and_load_with_their_fusion(tmp_path, method):
+    from genrec.tokenizer import FusedQuantizer
+
+    ids, x = fused_catalogue()
+    if method.startswith("rq_vae"):
+        kind = method.split("-")[1]
+        fusion = {"type": kind, "sources": FUSION_SOURCES, **({"dim": 8} if kind == "projection" else {})}
+        q = RQVAE(x.shape[1], codebook_sizes=(4, 4), latent_dim=4, hidden_dims=(16,), seed=0, fusion=fusion)
+        q.fit(x, epochs=2, batch_size=128)
+    else:
+        inner = RQKMeans((4, 4), seed=0) if method.endswith("rq_kmeans") else RandomIDs((4, 4, 4), seed=3)
+        q = FusedQuantizer({"type": "concat", "sources": FUSION_SOURCES, "learned_placeholder": False}, inner)
+        q.fit(x)
+    record = {"sources": [{"name": "text", "kind": "vectors"}, {"name": "attrs", "kind": "attributes", "vocabulary": list("abcde")}],
+              "compatibility_source": "text"}
+    tok = SIDTokenizer.from_quantizer(q, ids, x, features=record)
+    assert tok.embedding_dim == DIM + 5 + 2 and tok.config["features"] == record
+    loaded = SIDTokenizer.from_pretrained(tok.save_pretrained(tmp_path / "tok"))
+    assert loaded.config == tok.config and loaded.features == record and loaded.method == tok.method
+    assert torch.equal(loaded.quantizer.encode(x), tok.sids[:, :-1])  # learned fusion weights travel in quantizer.safetensors
+    # Cold start goes through the same fusion; random IDs behind a fusion still take the rows after the catalogue.
+    _, x_new = fused_catalogue(n=250)
+    new = loaded.encode(x_new[240:])
+    assert torch.equal(new.sids, tok.encode(x_new[240:]).sids)
+    if method == "fused-random":
+        assert torch.equal(new.sids[:, :-1], RandomIDs((4, 4, 4), seed=3).encode(torch.zeros(250, 1))[240:])
+    else:
+        assert torch.equal(new.sids[:, :-1], q.encode(x_new[240:]))
+    with pytest.raises(ValueError, match=r"must be \(M, 19\)"):
+        loaded.encode(x_new[240:, :DIM])
+
+
+def test_single_input_artifacts_have_no_features_key(tmp_path, rq_kmeans_tokenizer):
+    tok, _ = rq_kmeans_tokenizer
+    folder = tok.save_pretrained(tmp_path / "tok")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    assert "features" not in config and "fusion" not in config["quantizer_config"]
+    assert SIDTokenizer.from_pretrained(folder).features is None

@@ -213,7 +213,8 @@ def test_text_sources_with_missing_text_and_packing(tmp_path, items):
 
     cache = tmp_path / "cache"
     brand = {"kind": "text", "template": "Brand: {brand}.", "cache_dir": str(cache)}
-    with pytest.raises(DataError, match=r"1 item\(s\) have no text .*\['c'\]"):
+    with pytest.raises(DataError, match=r"source 'brand_text': 1 of 6 item\(s\) have no text for the template 'Brand: \{brand\}\.': \['c'\]; "
+                                        r"set on_missing: placeholder \(or item_id"):
         feature_source("brand_text", brand).build(items)
     f = feature_source("brand_text", {**brand, "on_missing": "placeholder"}).build(items)
     assert f.present.tolist() == [True, True, False, True, True, True] and f.info["missing"] == 1 and f.values.shape == (6, 384)
@@ -238,3 +239,125 @@ def test_text_sources_with_missing_text_and_packing(tmp_path, items):
     with pytest.raises(DataError, match="two sources are named 'a'"):
         build_features(items, [{"name": "a", "kind": "text"}, {"name": "a", "kind": "text"}])
     assert VectorFileFeatures().kind == "vectors"
+
+
+# ---- the tokenizer recipe with a features section ----------------------------------------------------
+def _recipe():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import train_tokenizer
+
+    return train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def beauty200(tmp_path_factory, data_dir):
+    """The first 200 Beauty items and their interactions, in the standard dataset format."""
+    import gzip
+
+    src = data_dir / "amazon_beauty"
+    if not src.is_dir():
+        pytest.skip("amazon_beauty is not in GENREC_DATA_DIR")
+    items = pd.read_json(src / "items.jsonl.gz", lines=True, dtype={"item_id": str}, nrows=200)
+    inter = pd.read_csv(src / "interactions.csv.gz", dtype={"user_id": str, "item_id": str})
+    out = tmp_path_factory.mktemp("data") / "beauty200"
+    out.mkdir()
+    inter[inter["item_id"].isin(set(items["item_id"]))].to_csv(out / "interactions.csv.gz", index=False)
+    with gzip.open(out / "items.jsonl.gz", "wt") as f:
+        for record in items.to_dict("records"):
+            f.write(json.dumps(record) + "\n")
+    return out
+
+
+def run_recipe(config, dataset, tmp_path, *overrides):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "recipes/configs" / config
+    return _recipe().main(["--config", str(config), f"dataset={dataset}", f"output_dir={tmp_path / 'tok'}",
+                           f"embedding_cache_dir={tmp_path.parent / 'embedding_cache'}", "codebook_sizes=[8,8,8]", "epochs=2",
+                           "batch_size=64", "log_every=0", *overrides])
+
+
+def test_recipe_text_plus_attributes_writes_a_tokenizer_that_refeaturises_new_items(beauty200, tmp_path):
+    from genrec.data import embed_texts, item_texts, load_dataset
+    from genrec.tokenizer import RQVAE, SIDTokenizer, tokenizer_metrics
+
+    metrics = run_recipe("tokenizer_rqvae_text_attrs.yaml", beauty200, tmp_path)
+    tok = SIDTokenizer.from_pretrained(tmp_path / "tok")
+    record = tok.config["features"]
+    assert isinstance(tok.quantizer, RQVAE) and tok.quantizer.fusion is not None and tok.method == "rq_vae"
+    assert [s["name"] for s in record["layout"]] == ["text", "attrs"] and record["compatibility_source"] == "text"
+    assert record["fusion"] == {"type": "concat", "weights": {"text": 1.0, "attrs": 1.0}}
+    assert [s["name"] for s in record["sources"]] == ["text", "attrs"] and record["compatibility_only"] == []
+    assert record["sources"][1]["vocabulary"] and "vocabulary" not in record["stats"]["attrs"]
+    assert tok.embedding_dim == 384 + record["stats"]["attrs"]["dim"] + 2
+    saved = json.loads((tmp_path / "tok" / "metrics.json").read_text())
+    assert saved["metrics_content"] == "text" and saved["config"]["features"]["attrs"]["columns"] == ["brand", "categories"]
+
+    # The record rebuilds the same packed input: the saved quantiser re-encodes the table's codes, and
+    # new items go through the same features and fusion (cold start).
+    dataset = load_dataset(beauty200)
+    features = build_features(dataset.items, record["sources"], cache_dir=str(tmp_path.parent / "embedding_cache"))
+    x = pack_sources(features)
+    assert torch.equal(tok.quantizer.encode(x), tok.sids[:, :-1])
+    new = build_features(dataset.items.iloc[:3].assign(item_id=["n1", "n2", "n3"]), record["sources"],
+                         cache_dir=str(tmp_path.parent / "embedding_cache"))
+    cold = tok.encode(pack_sources(new), item_ids=["n1", "n2", "n3"])
+    assert torch.equal(cold.sids[:, :-1], tok.sids[:3, :-1])
+
+    # Embedding metrics compare the text (compatibility_source), as a text-only tokenizer's do.
+    text = torch.from_numpy(embed_texts(item_texts(dataset.items), cache_dir=tmp_path.parent / "embedding_cache", show_progress=False))
+    expected = tokenizer_metrics(tok.sids[:, :-1], (8, 8, 8), x=text)
+    assert metrics["harmful_near_collision_share"] == pytest.approx(expected["harmful_near_collision_share"])
+
+
+@pytest.mark.parametrize("config", ["tokenizer_rqkmeans.yaml", "tokenizer_random.yaml"])
+def test_recipe_untrained_methods_quantise_the_fixed_concatenation(beauty200, tmp_path, config):
+    from genrec.tokenizer import FusedQuantizer, SIDTokenizer
+
+    features = "features={text: {kind: text}, attrs: {kind: attributes, columns: [brand], on_missing: placeholder}}"
+    run_recipe(config, beauty200, tmp_path, features, "codebook_sizes=[8,8]")
+    tok = SIDTokenizer.from_pretrained(tmp_path / "tok")
+    assert tok.method == "fused" and isinstance(tok.quantizer, FusedQuantizer)
+    assert tok.quantizer.get_config()["fusion"]["learned_placeholder"] is False
+    assert tok.config["features"]["stats"]["attrs"]["missing"] > 0  # counted, not silently zero
+    with pytest.raises(_recipe_config_error(), match="cannot learn a fusion; use fusion.type=concat"):
+        run_recipe(config, beauty200, tmp_path / "p", features, "codebook_sizes=[8,8]", "fusion.type=projection")
+
+
+def _recipe_config_error():
+    from genrec.config import ConfigError
+
+    return ConfigError
+
+
+def test_recipe_adasid_on_attributes_gates_on_a_compatibility_only_text_source(beauty200, tmp_path):
+    from genrec.tokenizer import SIDTokenizer
+
+    run_recipe("tokenizer_adasid_attrs.yaml", beauty200, tmp_path, "cf.epochs=1", f"cf.cache_dir={tmp_path / 'cf'}",
+               "cold_item_fraction=0.2")
+    saved = json.loads((tmp_path / "tok" / "metrics.json").read_text())
+    assert len(saved["history"]["rep"]) == 2 and "rep/gate/gate_mean" in saved["history"] and len(saved["cold_item_ids"]) == 40
+    tok = SIDTokenizer.from_pretrained(tmp_path / "tok")
+    record = tok.config["features"]
+    assert [s["name"] for s in record["layout"]] == ["attrs"] and [s["name"] for s in record["compatibility_only"]] == ["text"]
+    assert len({tuple(s) for s in tok.sids.tolist()}) == len(tok) == 200
+
+
+def test_recipe_feature_config_errors(beauty200, tmp_path):
+    ConfigError = _recipe_config_error()
+    with pytest.raises(ConfigError, match=r"compatibility_source: 'image' is not a source; sources: \['text', 'attrs'\]"):
+        run_recipe("tokenizer_rqvae_text_attrs.yaml", beauty200, tmp_path, "compatibility_source=image")
+    with pytest.raises(ConfigError, match="apply to a features section; this config has none"):
+        run_recipe("tokenizer_rqvae.yaml", beauty200, tmp_path, "fusion.type=projection")
+    with pytest.raises(ConfigError, match=r"fusion: unknown key\(s\) \['dims'\]"):
+        run_recipe("tokenizer_rqvae_text_attrs.yaml", beauty200, tmp_path, "fusion.dims=8")
+    with pytest.raises(ConfigError, match=r"features: source 'attrs': the item table has no column\(s\) \['shelf'\]"):
+        run_recipe("tokenizer_rqvae_text_attrs.yaml", beauty200, tmp_path, "features.attrs.columns=[shelf]")
+    with pytest.raises(ConfigError, match=r"fusion weights name unknown source\(s\) \['image'\]"):
+        run_recipe("tokenizer_rqvae_text_attrs.yaml", beauty200, tmp_path, "fusion.weights.image=2.0")
+    with pytest.raises(ConfigError, match=r"\['fusion'\] are set at the top level"):
+        run_recipe("tokenizer_rqvae_text_attrs.yaml", beauty200, tmp_path, "quantizer.fusion=null")
+    assert not (tmp_path / "tok").exists()

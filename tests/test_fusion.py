@@ -66,6 +66,7 @@ def test_fusion_shapes_and_placeholders_for_missing_rows(kind):
     x = packed()
     config = {"type": kind, "sources": SOURCES, **({"dim": 16} if kind == "projection" else {})}
     fusion = build_fusion(config)
+    assert isinstance(fusion, ConcatFusion if kind == "concat" else ProjectionFusion)
     with pytest.raises(RuntimeError, match="fit_statistics"):
         fusion(x)
     report = fusion.fit_statistics(x)
@@ -125,9 +126,7 @@ def test_compatibility_content_on_one_source_or_on_the_fusion():
     on_attrs = compatibility_content(x, layout, "attrs")
     assert on_attrs[~pa].abs().max() == 0  # missing: zero row, cosine 0 with everything (never "compatible")
     fused = compatibility_content(x, layout, "fused", weights=[1.0, 1.0])
-    i, j = 0, 1  # both have both sources: fused cosine = mean of the per-source cosines
-    both = torch.nonzero(pa).flatten()[:2].tolist()
-    i, j = both
+    i, j = torch.nonzero(pa).flatten()[:2].tolist()  # both have both sources: fused cosine = mean of the per-source cosines
     cos = lambda m: float(torch.nn.functional.cosine_similarity(m[i:i + 1], m[j:j + 1]))  # noqa: E731
     assert cos(fused) == pytest.approx((cos(on_text) + cos(on_attrs)) / 2, abs=1e-5)
     with pytest.raises(ValueError, match=r"unknown source 'image'; sources: \['text', 'attrs'\]"):

@@ -194,7 +194,7 @@ def compatibility_content(x: torch.Tensor, layout: SourceLayout, source: str = F
     return torch.cat([wi * u for wi, u in zip(w, unit, strict=True)], dim=1)
 
 
-def _weights(layout: SourceLayout, weights) -> list[float]:
+def source_weights(layout: SourceLayout, weights) -> list[float]:
     """Weights from None (all 1), a list (one per source) or a mapping name -> weight (missing names: 1)."""
     if weights is None:
         out = [1.0] * layout.num_sources
@@ -225,7 +225,7 @@ class Fusion(nn.Module):
     def __init__(self, sources, weights=None):
         super().__init__()
         self.layout = sources if isinstance(sources, SourceLayout) else SourceLayout.from_config(sources)
-        self.weight_values = _weights(self.layout, weights)
+        self.weight_values = source_weights(self.layout, weights)
         self.register_buffer("weights", torch.tensor(self.weight_values, dtype=torch.float32))
         for s, d in enumerate(self.layout.dims):
             self.register_buffer(f"center_{s}", torch.zeros(d))
@@ -463,4 +463,4 @@ class FusedQuantizer(Quantizer):
 
 
 __all__ = ["FUSED", "FUSION_TYPES", "ConcatFusion", "FusedQuantizer", "Fusion", "ProjectionFusion", "SourceLayout",
-           "build_fusion", "compatibility_content", "pack_sources"]
+           "build_fusion", "compatibility_content", "pack_sources", "source_weights"]

@@ -124,12 +124,13 @@ def _check_on_missing(name: str, value: str, allowed=ON_MISSING) -> str:
     return value
 
 
-def _handle_missing(name: str, what: str, item_ids: list[str], present: np.ndarray, on_missing: str, where: str = "") -> dict:
+def _handle_missing(name: str, what: str, item_ids: list[str], present: np.ndarray, on_missing: str, where: str = "",
+                    hint: str = "placeholder") -> dict:
     """Raise (on_missing='error') or log and return the counts for the missing items."""
     missing = [item_ids[i] for i in np.flatnonzero(~present)]
     if missing and on_missing == "error":
         raise DataError(f"source '{name}'{where}: {len(missing)} of {len(item_ids)} item(s) have no {what}: {_ids_text(missing)}; "
-                        f"set on_missing: placeholder to give them the source's placeholder (counted and logged)")
+                        f"set on_missing: {hint} to give them the source's placeholder (counted and logged)")
     if missing:
         logger.warning("source '%s': %d of %d item(s) have no %s; they get the source's placeholder (e.g. %s)",
                        name, len(missing), len(item_ids), what, missing[:3])
@@ -179,22 +180,21 @@ class TextFeatures:
     def build(self, items: pd.DataFrame) -> ItemFeatures:
         _check_on_missing(self.name, self.on_missing, (*ON_MISSING, "item_id"))
         template = self.template if self.template is not None else default_template(items)
-        with _quiet_text_warning() if self.on_missing == "placeholder" else contextlib.nullcontext():
-            texts, empty = item_texts(items, template, on_empty="error" if self.on_missing == "error" else "item_id", return_empty=True)
+        with _quiet_text_warning() if self.on_missing != "item_id" else contextlib.nullcontext():
+            texts, empty = item_texts(items, template, on_empty="item_id", return_empty=True)
         item_ids = items["item_id"].astype(str).tolist()
         empty_set = set(empty)
         present = np.array([self.on_missing == "item_id" or i not in empty_set for i in item_ids], dtype=bool)
         info = {"kind": "text", "template": template, "model": self.model, "on_missing": self.on_missing,
                 "empty_texts": len(empty)}
-        if self.on_missing == "placeholder":
-            info.update(_handle_missing(self.name, f"text for the template {template!r}", item_ids, present, "placeholder"))
-        else:
-            info.update({"missing": 0, "missing_examples": []})
+        info.update(_handle_missing(self.name, f"text for the template {template!r}", item_ids, present,
+                                    "placeholder" if self.on_missing == "item_id" else self.on_missing,
+                                    hint="placeholder (or item_id: embed 'Item <id>')"))
         rows = np.flatnonzero(present)
-        vectors = embed_texts([texts[i] for i in rows], model=self.model, cache_dir=self.cache_dir, batch_size=self.batch_size,
-                              device=self.device, show_progress=self.show_progress)
         if len(rows) == 0:
             raise DataError(f"source '{self.name}': no item has text for the template {template!r}")
+        vectors = embed_texts([texts[i] for i in rows], model=self.model, cache_dir=self.cache_dir, batch_size=self.batch_size,
+                              device=self.device, show_progress=self.show_progress)
         values = np.zeros((len(item_ids), vectors.shape[1]), dtype=np.float32)
         values[rows] = vectors
         info["dim"] = int(values.shape[1])
