@@ -144,7 +144,7 @@ def run_one(cfg: CompareConfig, name: str, seed: int) -> dict:
     rec = json.loads((run_dir / "metrics.json").read_text())
     tok_metrics = {k: v for k, v in tok.items() if k not in ("history", "timings", "config")}
     return {
-        "tokenizer": name, "seed": seed, "metrics": rec["test"], "validation": rec["validation"], "tokenizer_metrics": tok_metrics,
+        "tokenizer": name, "seed": seed, "metrics": rec["test"], "validation": rec.get("validation"), "tokenizer_metrics": tok_metrics,
         "timings": {"tokenizer_train_seconds": tok["timings"]["train_seconds"], "tokenizer_total_seconds": tokenizer_seconds,
                     "recommender_train_seconds": rec["timings"]["train_seconds"], "test_eval_seconds": rec["timings"]["test_eval_seconds"]},
         "steps": rec.get("steps"), "per_user_file": str(per_user_path.relative_to(out)), "tokenizer_dir": str(tok_dir.relative_to(out)),

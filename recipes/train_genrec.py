@@ -80,6 +80,7 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10])
     valid_max_users: int | None = None  # validation during training on the first N users (None = all)
     test_max_users: int | None = None  # debugging only: reported metrics must use all users (None)
+    final_validation: bool = True  # re-rank the full validation split with the best model at the end (false: test only)
 
 
 @dataclass
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     best = load_model(result.best_dir, tokenizer_dir=out / "text_tokenizer").to(accelerator.device)
     final = {}
-    for name, ds in (("validation", inputs.valid_ds), ("test", inputs.test_ds)):
+    final_splits = (("validation", inputs.valid_ds),) if cfg.eval.final_validation else ()
+    for name, ds in (*final_splits, ("test", inputs.test_ds)):
         res = evaluate(best, ds, accelerator, cfg.eval.test_max_users, name)
         final[name] = res.metrics
         timings[f"{name}_eval_seconds"] = res.seconds
