@@ -277,6 +277,12 @@ RECIPES = {
         "Evaluate a trained recommender (a train output folder) on the validation or test split (recipes/evaluate_genrec.py).",
         ("genrec evaluate --run runs/beauty/genrec --split test",
          "genrec evaluate --run runs/beauty/genrec --split test --num-beams 30 --out runs/beauty/eval_beam30.json")),
+    "train-sasrec": RecipeCommand(
+        "genrec.recipes.train_sasrec",
+        "Train SASRec on item IDs, the non-generative reference, on the same split (recipes/train_sasrec.py).",
+        ("genrec train-sasrec --config sasrec dataset=ml_100k output_dir=runs/ml100k/sasrec",
+         "genrec train-sasrec --config sasrec cold_item_fraction=0.05   # cold-start protocol"),
+        takes_config=True),
     "compare": RecipeCommand(
         "genrec.recipes.compare_tokenizers",
         "Compare tokenizers (quality metrics and recommendation results) (recipes/compare_tokenizers.py).",
@@ -501,7 +507,7 @@ def _top_level_help() -> str:
     lines = [f"usage: {PROG} COMMAND [options]   ({PROG} COMMAND --help for a command's options and examples)", "",
              "Generative recommendation on Semantic IDs: train a tokenizer and a recommender, evaluate, recommend.", "",
              "commands:"]
-    for name in ("train-tokenizer", "train", "evaluate", "export", "recommend", "compare"):
+    for name in ("train-tokenizer", "train", "evaluate", "export", "recommend", "train-sasrec", "compare"):
         summary = RECIPES[name].summary if name in RECIPES else LOCAL_COMMANDS[name][1]
         lines.append(f"  {name:<{width}}  {summary}")
     lines += ["", "quick start (Amazon Beauty; data in $GENREC_DATA_DIR):",

@@ -28,7 +28,7 @@ TINY_TRAIN = ["num_user_tokens=7", "max_history=5", "model.d_model=32", "model.n
               "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "training.epochs=2", "training.batch_size=32",
               "training.warmup_steps=2", "training.mixed_precision=no", "eval.num_beams=10", "eval.batch_size=64",
               "eval.valid_max_users=null"]
-COMMANDS = ("train-tokenizer", "train", "evaluate", "export", "recommend", "compare")
+COMMANDS = ("train-tokenizer", "train", "evaluate", "export", "recommend", "train-sasrec", "compare")
 
 
 def genrec(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
