@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+from genrec.eval.report import format_p_bootstrap
+
 
 def fmt(cell, digits=4):
     if cell is None:
@@ -53,7 +55,7 @@ def main() -> None:
             if m in per_metric:
                 t = per_metric[m]
                 print(f"| {name} | {m} | {t['mean_diff']:+.4f} | [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] | "
-                      f"{t['p_bootstrap']:.3g} | {t['p_t']:.3g} | {t['users']} |")
+                      f"{format_p_bootstrap(t['p_bootstrap'])} | {t['p_t']:.3g} | {t['users']} |")
     if args.copy:
         dest = Path(args.copy)
         dest.mkdir(parents=True, exist_ok=True)

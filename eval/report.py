@@ -107,6 +107,11 @@ def significance(records: list[dict], baseline: str, metrics: Sequence[str], num
     return out
 
 
+def format_p_bootstrap(p: float, num_bootstrap: int = 2000) -> str:
+    """A bootstrap p-value for a table: 0 means no resample crossed zero, i.e. p < 1 / num_bootstrap."""
+    return f"< {1 / num_bootstrap:.2g}" if p == 0 else f"{p:.3g}"
+
+
 def _fmt(mean: float, std: float, n: int, digits: int = 4) -> str:
     return f"{mean:.{digits}f} +- {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
@@ -137,7 +142,7 @@ def markdown_summary(summary: dict, tests: dict, metrics: Sequence[str], baselin
         for name, per_metric in tests.items():
             for metric, t in per_metric.items():
                 lines.append(f"| {name} | {metric} | {t['mean_diff']:+.4f} | [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] | "
-                             f"{t['p_bootstrap']:.3g} | {t['p_t']:.3g} | {t['users']} |")
+                             f"{format_p_bootstrap(t['p_bootstrap'])} | {t['p_t']:.3g} | {t['users']} |")
     return "\n".join(lines) + "\n"
 
 
