@@ -38,7 +38,6 @@ import types
 import typing
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genrec.config import from_dict
@@ -210,10 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
               "users_per_second": res.users_per_second, "num_beams": num_beams, "model_type": loaded.cfg.model.type,
               "device": str(next(loaded.model.parameters()).device),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d")}
-    cold_by_user = None
-    if loaded.split.cold_items is not None and args.split == "test":
-        cold_by_user = np.zeros(len(loaded.split.user_ids), dtype=bool)
-        cold_by_user[loaded.split.test.user_index] = loaded.split.cold_test_mask()
+    cold_by_user = loaded.split.cold_test_users() if args.split == "test" else None
+    if cold_by_user is not None:
         result["metrics_cold"], result["metrics_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
     if args.per_user:
         result["per_user_file"] = str(write_per_user(args.per_user, res, args.split, loaded.split.user_ids, cold_by_user))

@@ -38,7 +38,6 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -249,10 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("%s: %s (%d users, %.1f users/s)", name, {k: round(v, 4) for k, v in res.metrics.items()}, res.num_users, res.users_per_second)
         if name != "test":
             continue
-        cold_by_user = None
-        if split.cold_items is not None:
-            cold_by_user = np.zeros(len(split.user_ids), dtype=bool)
-            cold_by_user[split.test.user_index] = split.cold_test_mask()
+        cold_by_user = split.cold_test_users()
+        if cold_by_user is not None:
             final["test_cold"], final["test_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
             logger.info("test, cold targets: %s", {k: round(v, 4) for k, v in final["test_cold"].items()})
         if accelerator.is_main_process and cfg.eval.test_max_users is None:

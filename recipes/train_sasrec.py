@@ -20,7 +20,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -111,10 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
         final[name] = res.metrics
         timings[f"{name}_eval_seconds"], timings[f"{name}_users"] = res.seconds, res.num_users
         logger.info("%s: %s (%d users)", name, {k: round(v, 4) for k, v in res.metrics.items()}, res.num_users)
-    cold_by_user = None
-    if cold is not None:
-        cold_by_user = np.zeros(len(split.user_ids), dtype=bool)
-        cold_by_user[split.test.user_index] = split.cold_test_mask()
+    cold_by_user = split.cold_test_users()
+    if cold_by_user is not None:
         final["test_cold"], final["test_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
         logger.info("test, cold targets: %s", {k: round(v, 4) for k, v in final["test_cold"].items()})
     if accelerator.is_main_process:

@@ -113,6 +113,14 @@ class SplitData:
             return np.zeros(len(self.test), dtype=bool)
         return self.cold_items[self.test.target]
 
+    def cold_test_users(self) -> np.ndarray | None:
+        """(number of users,) bool by user index: the user's test target is cold; None without the protocol."""
+        if self.cold_items is None:
+            return None
+        by_user = np.zeros(len(self.user_ids), dtype=bool)
+        by_user[self.test.user_index] = self.cold_test_mask()
+        return by_user
+
     def train_item_sequences(self) -> list[list[int]]:
         """``train_sequences`` as lists (row u = user ``user_ids[u]``)."""
         return [s.tolist() for s in self.train_sequences]
