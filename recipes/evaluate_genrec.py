@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import logging
 import os
@@ -130,10 +129,7 @@ def load_run(run: str | Path, data_dir: str | None = None, device: str | torch.d
     if list(sid_table.item_ids) != list(split.item_ids):
         raise ValueError(f"{cfg.tokenizer_dir}: the SID table does not cover the catalogue of '{cfg.dataset}' in the same order "
                          f"({len(sid_table.item_ids)} vs {len(split.item_ids)} items)")
-    # The recipe's own input building (also builds a fresh model, which is not needed here: dropped at once).
-    inputs = build_inputs(cfg, dataset, split, sid_table)
-    inputs.model = None
-    gc.collect()
+    inputs = build_inputs(cfg, dataset, split, sid_table, with_model=False)  # the recipe's own rows; the model comes from best/
     if (run / "token_space.json").is_file():
         saved = TokenSpace.from_dict(json.loads((run / "token_space.json").read_text()))
     else:

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from transformers import AutoTokenizer
 
 from genrec.config import load_config
 from genrec.data import (
@@ -51,7 +52,7 @@ from genrec.data import (
     item_texts,
     load_dataset,
 )
-from genrec.data.split import SplitData, leave_one_out_split, select_cold_items
+from genrec.data.split import SplitData, cold_item_mask, leave_one_out_split
 from genrec.decoding import PrefixTrie
 from genrec.eval.evaluate import evaluate_generative
 from genrec.models import (
@@ -64,6 +65,7 @@ from genrec.models import (
     build_t5,
     load_model,
 )
+from genrec.models.lora import extend_tokenizer, is_seq2seq_checkpoint
 from genrec.tokenizer import SIDTable
 from genrec.training import TrainingConfig, atomic_write_json, train
 from genrec.vocab import SIDVocab
@@ -113,7 +115,7 @@ class GenRecConfig:
 class Inputs:
     """Everything model-specific about the data: built once, used for training, validation and test."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None from build_inputs(with_model=False)
     space: TokenSpace
     train_ds: object
     valid_ds: object
@@ -130,7 +132,7 @@ def load_split(cfg, dataset) -> SplitData:
     The tokenizer in ``cfg.tokenizer_dir`` must have held out exactly the same items (its
     ``metrics.json`` lists them): a tokenizer that saw the cold items would leak them.
     """
-    cold = select_cold_items(len(dataset.item_ids), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
+    cold = cold_item_mask(len(dataset.item_ids), cfg.cold_item_fraction, cfg.cold_item_seed)
     check_tokenizer_holdout(Path(cfg.tokenizer_dir), dataset.item_ids, cold)
     return leave_one_out_split(dataset, max_history=cfg.max_history, cold_items=cold)
 
@@ -149,16 +151,24 @@ def check_tokenizer_holdout(tokenizer_dir: Path, item_ids: list[str], cold) -> N
                          f"{sorted(set(held) - set(wanted))[:3]} vs run {sorted(set(wanted) - set(held))[:3]}")
 
 
-def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable) -> Inputs:
-    """Model + datasets + collators for ``cfg.model.type``. Evaluation rows are prompts only for every type."""
+def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_model: bool = True) -> Inputs:
+    """Model + datasets + collators for ``cfg.model.type``. Evaluation rows are prompts only for every type.
+
+    ``with_model=False`` (evaluating a trained run, whose model is loaded from its folder) leaves
+    ``Inputs.model`` None and, for LoRA, does not load the pretrained checkpoint at all.
+    """
     kind = cfg.model.type
     if kind not in MODEL_TYPES:
         raise ValueError(f"model.type must be one of {MODEL_TYPES}, got {kind!r}")
-    vocab, text_tokenizer, text_kwargs = None, None, {}
+    vocab, text_tokenizer, text_kwargs, model = None, None, {}, None
     if kind == "lora":
-        model, text_tokenizer, space = build_lora(cfg.model.lora, sid_table.codebook_sizes, cfg.num_user_tokens)
-        seq2seq = bool(model.config.is_encoder_decoder)
         lcfg = cfg.model.lora
+        if with_model:
+            model, text_tokenizer, space = build_lora(lcfg, sid_table.codebook_sizes, cfg.num_user_tokens)
+        else:
+            text_tokenizer = AutoTokenizer.from_pretrained(lcfg.tokenizer or lcfg.pretrained)
+            space = extend_tokenizer(text_tokenizer, sid_table.codebook_sizes, cfg.num_user_tokens, lcfg.sid_token_format)
+        seq2seq = is_seq2seq_checkpoint(lcfg.pretrained)
         if lcfg.item_text_template:
             texts = item_texts(dataset.items, lcfg.item_text_template, on_empty="item_id")
             encoded = text_tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -169,7 +179,8 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable) -> Inpu
         vocab = SIDVocab(tuple(sid_table.codebook_sizes), num_user_tokens=cfg.num_user_tokens)
         space = TokenSpace.from_vocab(vocab)
         seq2seq = kind == "t5"
-        model = build_t5(vocab, cfg.model.t5()) if seq2seq else build_causal(vocab, cfg.model.causal)
+        if with_model:
+            model = build_t5(vocab, cfg.model.t5()) if seq2seq else build_causal(vocab, cfg.model.causal)
     item_tokens = space.codes_to_tokens(sid_table.sids)
     common = {"add_user_token": space.user_token_fn, "eos_id": space.eos_id, **text_kwargs}
     build_train = build_seq2seq_dataset if seq2seq else build_causal_dataset
@@ -217,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
                 len(inputs.train_ds), len(inputs.valid_ds), len(inputs.test_ds), cfg.model.type)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        # Written first so that a run killed after training can still be evaluated (evaluate_genrec.py reads it).
+        atomic_write_json(out / "config.json", asdict(cfg))
         atomic_write_json(out / "token_space.json", inputs.space.to_dict())
         if inputs.vocab is not None:
             atomic_write_json(out / "vocab.json", inputs.vocab.to_dict())
@@ -271,7 +284,6 @@ def main(argv: list[str] | None = None) -> dict:
         "cold_valid_dropped": split.cold_valid_dropped,
     }
     if accelerator.is_main_process:
-        atomic_write_json(out / "config.json", asdict(cfg))
         atomic_write_json(out / "metrics.json", metrics)
     # Tear the process group down before interpreter exit: a gloo group left to the
     # destructors can abort a rank ("terminate called without an active exception").

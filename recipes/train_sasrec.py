@@ -28,7 +28,7 @@ from transformers import GPT2LMHeadModel
 
 from genrec.config import load_config
 from genrec.data import CausalCollator, load_dataset
-from genrec.data.split import leave_one_out_split, select_cold_items
+from genrec.data.split import cold_item_mask, leave_one_out_split
 from genrec.eval.evaluate import evaluate_ranker
 from genrec.models.sasrec import (
     PAD_TOKEN,
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"model.max_positions={cfg.model.max_positions} must be >= max_history + 1 = {cfg.max_history + 1}")
 
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    cold = select_cold_items(len(dataset.item_ids), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
+    cold = cold_item_mask(len(dataset.item_ids), cfg.cold_item_fraction, cfg.cold_item_seed)
     split = leave_one_out_split(dataset, max_history=cfg.max_history, cold_items=cold)
     train_rows = Dataset.from_list(sasrec_training_rows(split.train_sequences, cfg.max_history))
     valid_rows, test_rows = sasrec_eval_rows(split.valid), sasrec_eval_rows(split.test)

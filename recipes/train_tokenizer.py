@@ -63,7 +63,7 @@ import torch
 from genrec.config import ConfigError, load_config
 from genrec.data import DataError, embed_texts, item_texts, load_dataset
 from genrec.data.features import feature_source, normalize_specs
-from genrec.data.split import leave_one_out_split, select_cold_items
+from genrec.data.split import cold_item_mask, leave_one_out_split
 from genrec.data.text import default_template
 from genrec.tokenizer import SIDTable, SIDTokenizer, build_tokenizer, quantizer_class, tokenizer_metrics
 from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(x), tuple(x.shape), timings["embedding_seconds"])
 
     # 2. Fit the quantiser (on the warm items under the cold-start protocol) and encode the catalogue.
-    cold = select_cold_items(len(x), cfg.cold_item_fraction, cfg.cold_item_seed) if cfg.cold_item_fraction > 0 else None
+    cold = cold_item_mask(len(x), cfg.cold_item_fraction, cfg.cold_item_seed)
     x_fit = x if cold is None else x[torch.from_numpy(~cold)]
     if cold is not None:
         logger.info("cold-start protocol: %d of %d items held out of training (fraction %g, seed %d)",

@@ -105,7 +105,7 @@ def test_bad_inputs():
 
 
 def test_cold_items_are_held_out_of_training_and_validation_only():
-    from genrec.data.split import select_cold_items
+    from genrec.data.split import cold_item_mask, select_cold_items
 
     rng = np.random.default_rng(3)
     item_ids = [f"i{k}" for k in range(30)]
@@ -118,6 +118,8 @@ def test_cold_items_are_held_out_of_training_and_validation_only():
 
     # No cold item anywhere in what a model trains on.
     assert not cold[held.train.target].any() and not cold[held.train.history_values].any()
+    # The recipes' setting: the same draw, and no protocol at all (None) at fraction 0.
+    assert np.array_equal(cold_item_mask(30, 0.2, seed=5), cold) and cold_item_mask(30, 0.0, seed=5) is None
     assert all(not cold[s].any() for s in held.train_sequences)
     # Training sequences are the plain ones with the cold items removed; examples follow from them.
     for full, kept in zip(plain.train_sequences, held.train_sequences, strict=True):

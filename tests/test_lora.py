@@ -134,9 +134,13 @@ def test_lora_recipe_end_to_end_and_reload(tiny, tmp_path):
 
     cfg = from_dict(train_genrec.GenRecConfig, json.loads((out / "config.json").read_text()))
     split = leave_one_out_split(load_dataset(data))
-    inputs = train_genrec.build_inputs(cfg, load_dataset(data), split, SIDTable.load(tok))
+    inputs = train_genrec.build_inputs(cfg, load_dataset(data), split, SIDTable.load(tok), with_model=False)
+    assert inputs.model is None  # evaluation rows without loading the pretrained checkpoint
     space = TokenSpace.from_dict(json.loads((out / "token_space.json").read_text()))
     assert space == inputs.space
+    with_model = train_genrec.build_inputs(cfg, load_dataset(data), split, SIDTable.load(tok))
+    assert with_model.model is not None and with_model.space == space
+    assert with_model.test_ds.to_list() == inputs.test_ds.to_list()
     model = load_model(out / "best", tokenizer_dir=out / "text_tokenizer")
     trie = PrefixTrie.from_item_tokens(space.codes_to_tokens(SIDTable.load(tok).sids), level_ranges=space.level_ranges)
     res = evaluate_generative(model, inputs.test_ds, trie, inputs.eval_collator, num_beams=10, batch_size=16, show_progress=False)

@@ -149,6 +149,11 @@ def select_cold_items(num_items: int, fraction: float, seed: int = 0) -> np.ndar
     return mask
 
 
+def cold_item_mask(num_items: int, fraction: float, seed: int = 0) -> np.ndarray | None:
+    """The recipes' cold-start setting: :func:`select_cold_items`, or None when ``fraction`` is 0 (no protocol)."""
+    return select_cold_items(num_items, fraction, seed) if fraction > 0 else None
+
+
 def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | None = None, max_history: int = 20,
                         min_interactions: int = 3, cold_items: np.ndarray | None = None) -> SplitData:
     """Split ``data`` by chronological leave-one-out.
