@@ -49,33 +49,45 @@ def tiny(tmp_path_factory):
 
 
 def _effective_rows(model, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The input-embedding rows and output-layer rows of ``ids`` as the (peft-wrapped) model uses them."""
+    """The input-embedding rows and output-layer rows of ``ids`` as the (peft-wrapped) model uses them.
+
+    Encoder-decoder models are read through their encoder and decoder stacks (both must agree): the
+    embedding T5 exposes as ``shared`` is not necessarily what its stacks read.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     with torch.no_grad():
         inputs = model.get_input_embeddings()(torch.tensor(ids)).clone()
+        if base.config.is_encoder_decoder:
+            inputs = base.get_encoder().get_input_embeddings()(torch.tensor(ids)).clone()
+            torch.testing.assert_close(base.get_decoder().get_input_embeddings()(torch.tensor(ids)), inputs, rtol=0, atol=0)
         head = model.get_output_embeddings()
         width = inputs.shape[1]
         outputs = head(torch.eye(width, dtype=inputs.dtype)).T[ids].clone()  # (len(ids), width) rows of W
     return inputs, outputs
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "t5"])
-def test_lora_trains_new_sid_rows_and_nothing_pretrained(tiny, tmp_path, kind):
+@pytest.mark.parametrize("kind,new_embeddings", [("llama", "tokens"), ("qwen2", "tokens"), ("t5", "tokens"), ("t5", "full"), ("llama", "full")])
+def test_lora_trains_new_sid_rows_and_nothing_pretrained(tiny, tmp_path, kind, new_embeddings):
     root, data, tok = tiny
     pretrained = tiny_pretrained(root / f"pre_{kind}", kind)
     table = SIDTable.load(tok)
     torch.manual_seed(0)
-    model, text_tok, space = build_lora(LoRARecConfig(pretrained=str(pretrained), r=4, alpha=8), table.codebook_sizes, num_user_tokens=4)
+    full = new_embeddings == "full"
+    model, text_tok, space = build_lora(LoRARecConfig(pretrained=str(pretrained), r=4, alpha=8, new_embeddings=new_embeddings),
+                                        table.codebook_sizes, num_user_tokens=4)
     # SID tokens: one contiguous id range per level, after the pretrained vocabulary; user tokens after them.
     assert text_tok.convert_ids_to_tokens([space.level_offsets[1] + 3]) == ["<b_3>"]
     assert text_tok.convert_ids_to_tokens([space.user_offset]) == ["<u_0>"]
     assert space.level_offsets[0] >= len(text_tok) - sum(table.codebook_sizes) - 4
     new = new_token_ids(space)
     old = list(range(5))  # pretrained rows (<pad>, </s>, <unk>, words)
+    base_tied = model.get_base_model().config.tie_word_embeddings
     new_in, new_out = _effective_rows(model, new)
     old_in, old_out = _effective_rows(model, old)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert any("lora_A" in n for n in trainable) and any("trainable_tokens_delta" in n for n in trainable)
+    assert any("lora_A" in n for n in trainable)
+    assert any(("modules_to_save" if full else "trainable_tokens_delta") in n for n in trainable)
 
     # Mixed inputs: each history item is its title's tokens, then its SID tokens.
     dataset = load_dataset(data)
@@ -98,7 +110,12 @@ def test_lora_trains_new_sid_rows_and_nothing_pretrained(tiny, tmp_path, kind):
     assert (trained_in - new_in).abs().amax(dim=1).gt(0).float().mean() > 0.5  # the SID rows moved...
     assert (trained_out - new_out).abs().amax(dim=1).gt(0).float().mean() > 0.5  # ... in the output layer too
     after_in, after_out = _effective_rows(model, old)
-    assert torch.equal(after_in, old_in) and torch.equal(after_out, old_out)  # pretrained rows did not
+    if full:  # the whole matrices train, and tied checkpoints stay tied
+        assert not torch.equal(after_in, old_in)
+        if base_tied:
+            torch.testing.assert_close(trained_out, trained_in, rtol=0, atol=0)
+    else:
+        assert torch.equal(after_in, old_in) and torch.equal(after_out, old_out)  # pretrained rows did not
     for name, p in model.named_parameters():
         if name in frozen:
             assert torch.equal(p, frozen[name]), name  # nor did any frozen weight

@@ -12,7 +12,9 @@ tokenizer) or a decoder-only LM (Llama, Qwen2, ...). Steps (:func:`build_lora`):
    architecture unless ``target_modules`` is given), and the new embedding rows are trained too:
    ``new_embeddings="tokens"`` trains only those rows (peft ``trainable_token_indices``; the input
    and an untied output embedding both), ``"full"`` trains the whole embedding matrices
-   (``modules_to_save``). Everything else stays frozen.
+   (``modules_to_save``, re-pointed by :func:`share_input_embeddings` for models such as T5 that
+   reach one embedding under several names, and kept tied to the output layer where the checkpoint
+   ties them). Everything else stays frozen.
 
 Inputs may mix text and SIDs: :func:`genrec.data.build_seq2seq_dataset` /
 :func:`genrec.data.build_causal_dataset` accept per-item text tokens (e.g. the title) placed before
@@ -128,10 +130,28 @@ def wrap_lora(model, cfg: LoRARecConfig, trainable_ids: list[int]):
         # Tied embeddings: one set of rows (peft ties the output layer to it); untied: both matrices' rows.
         trainable_tokens = list(trainable_ids) if tied else {in_name: list(trainable_ids), out_name: list(trainable_ids)}
     else:
-        modules_to_save += [in_name] + ([out_name] if out_name else [])
+        # Both matrices are named even when tied: with ensure_weight_tying peft then wraps the output
+        # layer around the input wrapper's trained copy instead of leaving it on the frozen original.
+        modules_to_save += [in_name] + ([_module_name(model, outputs)] if outputs is not None else [])
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
-                      trainable_token_indices=trainable_tokens, modules_to_save=modules_to_save or None)
-    return get_peft_model(model, lora)
+                      trainable_token_indices=trainable_tokens, modules_to_save=modules_to_save or None,
+                      ensure_weight_tying=cfg.new_embeddings == "full" and outputs is not None and tied)
+    peft_model = get_peft_model(model, lora)
+    share_input_embeddings(peft_model)
+    return peft_model
+
+
+def share_input_embeddings(peft_model) -> None:
+    """Point every user of the input embedding at the module peft wrapped (in place).
+
+    peft wraps a ``modules_to_save`` module under the one name it was given. T5 reaches the same
+    embedding under three names (``shared``, ``encoder.embed_tokens``, ``decoder.embed_tokens``), so
+    without this its encoder and decoder would keep reading the frozen original while the wrapper's
+    trained copy went unused. ``set_input_embeddings`` is the model's own way to re-point all of
+    them; for decoder-only models it is a no-op.
+    """
+    base = peft_model.get_base_model()
+    base.set_input_embeddings(base.get_input_embeddings())
 
 
 def build_lora(cfg: LoRARecConfig, codebook_sizes, num_user_tokens: int = 0):
@@ -168,4 +188,6 @@ def load_lora_model(adapter_dir: str | Path, tokenizer_dir: str | Path, base_pat
     base = load_base_model(base_path, dtype)
     if base.get_input_embeddings().weight.shape[0] < len(tokenizer):
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    return PeftModel.from_pretrained(base, adapter_dir)
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    share_input_embeddings(model)
+    return model
