@@ -81,6 +81,7 @@ from safetensors.torch import load_file, save_file
 
 from genrec.data import Examples, Seq2SeqCollator, build_seq2seq_dataset
 from genrec.decoding import PrefixTrie, constrained_beam_search, constrained_beam_search_causal
+from genrec.models.lora import merge_lora
 from genrec.models.tokens import TokenSpace
 from genrec.tokenizer import SIDTokenizer
 from genrec.tokenizer.hub import download_snapshot, refuse_pickles
@@ -753,7 +754,7 @@ class GenerativeRecommender:
         (``merge_and_unload``; the recommender's own model is left as it is), any other model itself."""
         if not _is_peft(self.model):
             return self.model
-        return copy.deepcopy(self.model).merge_and_unload().eval()
+        return merge_lora(copy.deepcopy(self.model)).eval()
 
     def _write_files(self, directory: Path, repo_id: str | None, include_user_ids: bool) -> None:
         model = self.merged_model()
@@ -983,12 +984,7 @@ class GenerativeRecommender:
         """
         device = _resolve_device(device)
         run = Path(run_dir)
-        for name in ("config.json", "best"):
-            if not (run / name).exists():
-                raise FileNotFoundError(f"{run / name} is missing: is {run} a finished train_genrec.py output folder?")
-        if not (run / "token_space.json").is_file() and not (run / "vocab.json").is_file():
-            raise FileNotFoundError(f"{run}: token_space.json (or vocab.json of older runs) is missing: is {run} a finished "
-                                    "train_genrec.py output folder?")
+        check_run_folder(run)
         _refuse_pickles([str(p.relative_to(run)) for p in (run / "best").rglob("*") if p.is_file()], str(run / "best"))
         cfg = _read_json(run / "config.json")
         model_type = _run_model_type(run, cfg)
@@ -1064,6 +1060,17 @@ class GenerativeRecommender:
 
 def _who(user_id: str | None) -> str:
     return "" if user_id is None else f" (user {user_id!r})"
+
+
+def check_run_folder(run: Path) -> None:
+    """Raise FileNotFoundError unless ``run`` holds what a trained ``train_genrec.py`` run leaves:
+    ``config.json``, ``best/`` and ``token_space.json`` (runs older than it: ``vocab.json``)."""
+    for name in ("config.json", "best"):
+        if not (run / name).exists():
+            raise FileNotFoundError(f"{run / name} is missing: is {run} a trained train_genrec.py output folder?")
+    if not (run / "token_space.json").is_file() and not (run / "vocab.json").is_file():
+        raise FileNotFoundError(f"{run}: token_space.json (or vocab.json of older runs) is missing: is {run} a trained "
+                                "train_genrec.py output folder?")
 
 
 def _run_path(run: Path, cfg: dict, value: str | None) -> str | None:

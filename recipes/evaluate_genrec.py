@@ -108,13 +108,10 @@ def load_run(run: str | Path, data_dir: str | None = None, device: str | torch.d
 
     ``base_model``: LoRA runs whose pretrained checkpoint moved: its folder (replaces ``model.lora.pretrained``).
     """
+    from genrec.pipeline import check_run_folder
+
     run = Path(run)
-    for f in ("config.json", "best"):
-        if not (run / f).exists():
-            raise FileNotFoundError(f"{run / f} is missing: is {run} a finished train_genrec.py output folder?")
-    if not (run / "token_space.json").is_file() and not (run / "vocab.json").is_file():
-        raise FileNotFoundError(f"{run}: token_space.json (or vocab.json of older runs) is missing: is {run} a finished "
-                                "train_genrec.py output folder?")
+    check_run_folder(run)
     cfg = run_config(run)
     if data_dir is not None:
         cfg.data_dir = data_dir

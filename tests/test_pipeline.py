@@ -443,6 +443,8 @@ def recipe_runs(tmp_path_factory):
         "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
                                                    "model.lora.prompt=the next item is"]),
         "lora_t5": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 't5', 't5')}", "model.lora.r=4"]),
+        "lora_t5_full": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={root / 't5'}", "model.lora.r=4",
+                                                     "model.lora.new_embeddings=full"]),
     }
     runs = {"data": data, "tok": tok, "root": root}
     for name, (config, extra) in specs.items():
@@ -459,7 +461,7 @@ def _test_requests(split) -> tuple[list[list[str]], list[str], list[int]]:
     return histories_of(split, split.test), [split.user_ids[u] for u in users], users
 
 
-@pytest.mark.parametrize("name", ["causal", "lora_llama", "lora_t5"])
+@pytest.mark.parametrize("name", ["causal", "lora_llama", "lora_t5", "lora_t5_full"])
 def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, name):
     """from_pretrained(run) == the recipe's evaluation ranking (items); its bundle == the run (items, allclose scores)."""
     import evaluate_genrec
@@ -472,7 +474,8 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
 
     rec = GenerativeRecommender.from_pretrained(run, device="cpu")
     lora = name.startswith("lora")
-    assert rec.model_type == ("lora" if lora else "causal") and rec.architecture == ("seq2seq" if name == "lora_t5" else "causal")
+    base = name.split("_")[1] if lora else None  # the tiny pretrained checkpoint: llama | t5
+    assert rec.model_type == ("lora" if lora else "causal") and rec.architecture == ("seq2seq" if base == "t5" else "causal")
     split = loaded.split
     histories, user_ids, users = _test_requests(split)
     out = rec.recommend(histories, k=10, user_ids=user_ids, exclude_seen=False)
@@ -492,11 +495,11 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
     assert config["token_space"] == json.loads((run / "token_space.json").read_text())
     if lora:
         assert config["model_type"] == "lora" and config["vocab"] is None
-        assert config["lora"]["architecture"] == rec.architecture and config["lora"]["base_model"].endswith(name[5:])
+        assert config["lora"]["architecture"] == rec.architecture and config["lora"]["base_model"].endswith(base)
         assert config["inputs"]["item_text_template"] == "{title}" and config["inputs"]["item_text_tokens"]["count"] == 30
         assert type(rec.model).__name__.startswith("PeftModel")  # saving merged a copy, not the recommender's model
     # The bundle is self-contained: it loads (and recommends the same) without the base checkpoint.
-    pretrained = recipe_runs["root"] / name[5:] if lora else None
+    pretrained = recipe_runs["root"] / base if lora else None
     if pretrained is not None:
         pretrained.rename(pretrained.with_name("moved"))
     try:

@@ -148,10 +148,14 @@ def share_input_embeddings(peft_model) -> None:
     embedding under three names (``shared``, ``encoder.embed_tokens``, ``decoder.embed_tokens``), so
     without this its encoder and decoder would keep reading the frozen original while the wrapper's
     trained copy went unused. ``set_input_embeddings`` is the model's own way to re-point all of
-    them; for decoder-only models it is a no-op.
+    them; for decoder-only models it is a no-op. Only ``modules_to_save`` wrappers need it: peft's
+    trainable-token wrappers already follow the model's tied names.
     """
+    from peft.utils import ModulesToSaveWrapper
+
     base = peft_model.get_base_model()
-    base.set_input_embeddings(base.get_input_embeddings())
+    if isinstance(base.get_input_embeddings(), ModulesToSaveWrapper):
+        base.set_input_embeddings(base.get_input_embeddings())
 
 
 def build_lora(cfg: LoRARecConfig, codebook_sizes, num_user_tokens: int = 0):
@@ -172,6 +176,17 @@ def build_lora(cfg: LoRARecConfig, codebook_sizes, num_user_tokens: int = 0):
     logger.info("LoRA on %s: %d new tokens, %.3fM trainable of %.2fM parameters", cfg.pretrained, len(ids), trainable / 1e6,
                 sum(p.numel() for p in model.parameters()) / 1e6)
     return model, tokenizer, space
+
+
+def merge_lora(peft_model):
+    """The adapter merged into its base model (``merge_and_unload``, in place): a plain transformers model.
+
+    peft unwraps a ``modules_to_save`` module under its one name only, so the other names of a
+    shared embedding (T5's encoder and decoder ``embed_tokens``) are pointed at the unwrapped copy.
+    """
+    merged = peft_model.merge_and_unload()
+    merged.set_input_embeddings(merged.get_input_embeddings())
+    return merged
 
 
 def load_lora_model(adapter_dir: str | Path, tokenizer_dir: str | Path, base_path: str | Path | None = None, dtype: str = "float32"):
