@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on Amazon Beauty with a small CPU budget (~25 min on 2 cores):
+# The main job on Amazon Beauty with a small CPU budget (~15 min on 2 cores, ~2 more for the first embeddings):
 #   1. text embeddings (cached) -> RQ-VAE tokenizer (3 x 256 codes + dedup code)
 #   2. TIGER-size T5 trained for at most 10 minutes, validated on 1,000 users,
 #   3. full-catalogue constrained beam search on all 22,363 test users -> runs/beauty/genrec/metrics.json
