@@ -17,9 +17,12 @@ LM_MINUTES=${LM_MINUTES:-5}
 export OMP_NUM_THREADS=${THREADS:-2} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=268435456
 COMMON=(tokenizer_dir="$TOK" training.epochs=100 training.eval_every_epochs=100 eval.valid_max_users=1000)
 mkdir -p "$OUT"
-for kind in t5 causal; do
-  cfg=recipes/configs/genrec_beauty.yaml; [ "$kind" = causal ] && cfg=recipes/configs/genrec_beauty_causal.yaml
-  [ -f "$OUT/$kind/metrics.json" ] || python recipes/train_genrec.py --config "$cfg" "${COMMON[@]}" output_dir="$OUT/$kind" \
+# causal_every: the decoder-only model with loss on every item of a history window (model.causal.train_targets).
+for kind in t5 causal causal_every; do
+  cfg=recipes/configs/genrec_beauty.yaml; extra=()
+  [ "$kind" != t5 ] && cfg=recipes/configs/genrec_beauty_causal.yaml
+  [ "$kind" = causal_every ] && extra=(model.causal.train_targets=every_item)
+  [ -f "$OUT/$kind/metrics.json" ] || python recipes/train_genrec.py --config "$cfg" "${COMMON[@]}" "${extra[@]}" output_dir="$OUT/$kind" \
       training.max_steps="$STEPS" training.max_train_minutes=null 2>&1 | grep -v "it/s\]" > "$OUT/$kind.log"
 done
 [ -f "$OUT/text_lm/config.json" ] || python benchmarks/pretrain_text_lm.py --dataset amazon_beauty --out "$OUT/text_lm" --minutes "$LM_MINUTES" > "$OUT/text_lm.log" 2>&1
@@ -35,7 +38,7 @@ from pathlib import Path
 out = Path(sys.argv[1])
 print("| model | parameters trained | steps | train min | test R@5 | N@5 | R@10 | N@10 | test users/s |")
 print("|---|---|---|---|---|---|---|---|---|")
-for kind in ("t5", "causal", "lora"):
+for kind in ("t5", "causal", "causal_every", "lora"):
     p, e = out / kind / "metrics.json", out / kind / "eval_test.json"
     if p.exists():
         m = json.loads(p.read_text()); t = m["test"]; tm = m["timings"]

@@ -9,7 +9,8 @@
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train_genrec.py --config ...  # CPU processes
 
 ``model.type`` picks the recommender: ``t5`` (TIGER's encoder-decoder; the T5 fields of ``model``),
-``causal`` (a Llama/Qwen2-style decoder-only model from ``model.causal``) or ``lora`` (a local
+``causal`` (a Llama/Qwen2-style decoder-only model from ``model.causal``; ``model.causal.train_targets=
+every_item`` trains on every item of a history window instead of the last only) or ``lora`` (a local
 pretrained Hugging Face LM + LoRA from ``model.lora``: SID tokens added to its text tokenizer, the
 new embedding rows trained, item titles mixed into the history). All three share the data split,
 the SID table, the training loop and trie-constrained beam search.
@@ -48,6 +49,7 @@ from genrec.data import (
     CausalCollator,
     Seq2SeqCollator,
     build_causal_dataset,
+    build_causal_window_dataset,
     build_seq2seq_dataset,
     item_texts,
     load_dataset,
@@ -72,6 +74,7 @@ from genrec.vocab import SIDVocab
 
 logger = logging.getLogger("train_genrec")
 MODEL_TYPES = ("t5", "causal", "lora")
+CAUSAL_TRAIN_TARGETS = ("last", "every_item")
 
 
 @dataclass
@@ -183,11 +186,18 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_mo
             model = build_t5(vocab, cfg.model.t5()) if seq2seq else build_causal(vocab, cfg.model.causal)
     item_tokens = space.codes_to_tokens(sid_table.sids)
     common = {"add_user_token": space.user_token_fn, "eos_id": space.eos_id, **text_kwargs}
-    build_train = build_seq2seq_dataset if seq2seq else build_causal_dataset
+    targets = cfg.model.causal.train_targets
+    if targets not in CAUSAL_TRAIN_TARGETS:
+        raise ValueError(f"model.causal.train_targets must be one of {CAUSAL_TRAIN_TARGETS}, got {targets!r}")
+    if kind == "causal" and targets == "every_item":
+        train_ds = build_causal_window_dataset(split.train_sequences, item_tokens, space.user_token_fn,
+                                               max_history=cfg.max_history, eos_id=space.eos_id)
+    else:
+        train_ds = (build_seq2seq_dataset if seq2seq else build_causal_dataset)(split.train, item_tokens, **common)
     eval_collator = Seq2SeqCollator(pad_id=space.pad_id)  # prompt rows; evaluate_generative left-aligns them for causal models
     return Inputs(
         model=model, space=space, vocab=vocab, text_tokenizer=text_tokenizer,
-        train_ds=build_train(split.train, item_tokens, **common),
+        train_ds=train_ds,
         valid_ds=build_seq2seq_dataset(split.valid, item_tokens, **common),
         test_ds=build_seq2seq_dataset(split.test, item_tokens, **common),
         train_collator=eval_collator if seq2seq else CausalCollator(pad_id=space.pad_id),

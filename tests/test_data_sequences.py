@@ -12,7 +12,9 @@ from genrec.data import (
     Examples,
     Seq2SeqCollator,
     build_causal_dataset,
+    build_causal_window_dataset,
     build_seq2seq_dataset,
+    leave_one_out_split,
 )
 from genrec.vocab import EOS_ID, SIDVocab
 
@@ -51,6 +53,41 @@ def test_causal_rows_exact():
     assert ds["input_ids"] == [[50, 10, 20, 13, 23, EOS_ID, 11, 21], [51, 14, 24, EOS_ID, 12, 22]]
     assert ds["labels"] == [[IGNORE_INDEX] * 6 + [11, 21], [IGNORE_INDEX] * 4 + [12, 22]]
     assert ds["prompt_length"] == [6, 4] and ds["length"] == [8, 6] and ds["target"] == [1, 2]
+
+
+def test_causal_window_rows_exact():
+    # User 0: items 0 1 2 3 4, windows of max_history + 1 = 3 items from the end: [2 3 4], [0 1 2].
+    ds = build_causal_window_dataset([np.array([0, 1, 2, 3, 4]), np.array([3]), np.array([4, 1])], ITEM_TOKENS,
+                                     lambda u: 50 + u, max_history=2)
+    X = IGNORE_INDEX
+    assert ds["input_ids"] == [[50, 12, 22, 13, 23, EOS_ID, 14, 24], [50, 10, 20, 11, 21, EOS_ID, 12, 22], [52, 14, 24, EOS_ID, 11, 21]]
+    assert ds["labels"] == [[X, X, X, 13, 23, X, 14, 24], [X, X, X, 11, 21, X, 12, 22], [X, X, X, X, 11, 21]]
+    assert ds["target"] == [4, 2, 1] and ds["user_index"] == [0, 0, 2] and ds["prompt_length"] == [6, 6, 4]
+    # The rows are build_causal_dataset's (the prompts evaluation decodes from); only the labels differ.
+    plain = build_causal_dataset(make_examples([[2, 3], [0, 1], [4]], [4, 2, 1], [0, 0, 2]), ITEM_TOKENS, lambda u: 50 + u)
+    assert plain["input_ids"] == ds["input_ids"]
+
+
+def test_causal_windows_make_every_training_target_a_target_once():
+    rng = np.random.default_rng(1)
+    num_items, depth = 40, 3
+    tokens = np.arange(num_items * depth).reshape(num_items, depth) + 10  # item of a token: (t - 10) // depth
+    rows = [(f"u{u}", f"i{rng.integers(num_items)}", t) for u in range(60) for t in range(int(rng.integers(3, 50)))]
+    import pandas as pd
+
+    split = leave_one_out_split(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]),
+                                [f"i{k}" for k in range(num_items)], max_history=7)
+    ds = build_causal_window_dataset(split.train_sequences, tokens, max_history=7)
+    labelled = []
+    for user, labels, length in zip(ds["user_index"], ds["labels"], ds["length"], strict=True):
+        kept = [t for t in labels if t != IGNORE_INDEX]
+        assert len(kept) % depth == 0 and len(labels) == length
+        items = [(kept[i] - 10) // depth for i in range(0, len(kept), depth)]
+        assert all(kept[i : i + depth] == tokens[item].tolist() for i, item in zip(range(0, len(kept), depth), items, strict=True))
+        labelled += [(user, item) for item in items]
+        assert len(items) <= 7 and length <= 7 * depth + 1 + depth  # at most max_history items of context
+    expected = sorted(zip(split.train.user_index.tolist(), split.train.target.tolist(), strict=True))
+    assert sorted(labelled) == expected and len(ds) < len(split.train)
 
 
 def test_vectorised_build_matches_a_per_example_reference():

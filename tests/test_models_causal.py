@@ -58,13 +58,15 @@ def test_left_align():
     assert torch.equal(left_align(out_ids, out_mask)[0], out_ids)  # left-padded input is unchanged
 
 
-def test_causal_recipe_trains_decodes_valid_items_and_reloads(tmp_path):
+@pytest.mark.parametrize("train_targets", ["last", "every_item"])
+def test_causal_recipe_trains_decodes_valid_items_and_reloads(tmp_path, train_targets):
     import train_genrec
 
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "run"
     metrics = train_genrec.main(["--config", str(ROOT / "recipes/configs/genrec_beauty_causal.yaml"),
-                                 *recipe_args(data, tok, out, *TINY_CAUSAL, "training.epochs=4")])
+                                 *recipe_args(data, tok, out, *TINY_CAUSAL, "training.epochs=4",
+                                              f"model.causal.train_targets={train_targets}")])
     assert metrics["model_type"] == "causal" and metrics["timings"]["test_users"] == 48
     history = json.loads((out / "train_history.json").read_text())["epochs"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -115,6 +117,9 @@ def test_model_type_selector_keeps_old_configs_valid():
     assert cfg.model.type == "causal" and cfg.model.causal.arch == "qwen2" and cfg.model.causal.hidden_size == 256
     with pytest.raises(ConfigError, match="hidden_sise"):
         load_config(train_genrec.GenRecConfig, None, ["model.causal.hidden_sise=3"])
+    with pytest.raises(ValueError, match=r"model.causal.train_targets must be one of \('last', 'every_item'\), got 'all'"):
+        cfg = load_config(train_genrec.GenRecConfig, None, ["model.type=causal", "model.causal.train_targets=all"])
+        train_genrec.build_inputs(cfg, None, None, SIDTable(["a"], torch.zeros(1, 1, dtype=torch.long)), with_model=False)
     with pytest.raises(ValueError, match="model.type"):
         cfg = load_config(train_genrec.GenRecConfig, None, ["model.type=rnn"])
         train_genrec.build_inputs(cfg, None, None, SIDTable(["a"], torch.zeros(1, 1, dtype=torch.long)))

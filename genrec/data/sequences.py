@@ -8,6 +8,8 @@ Seq2seq (TIGER, encoder-decoder):
 Decoder-only:
     ``input_ids`` = the same prompt followed by the target's ``D`` tokens;
     ``labels`` = ``-100`` on the prompt (no loss), the target's tokens after it.
+    :func:`build_causal_window_dataset` builds the same rows from windows of a training sequence
+    and also puts labels on every history item after the first (every item is a target).
 Mixed text + SID (a pretrained language model whose tokenizer got the SID tokens):
     ``item_text_tokens`` puts each history item's text tokens (e.g. its title) before its SID
     tokens, ``prompt_tokens`` an instruction before the history, ``eos_id`` is the model's ``</s>``.
@@ -186,6 +188,77 @@ def build_causal_dataset(examples: Examples, item_tokens: np.ndarray | torch.Ten
     target_at = (np.cumsum(lengths)[:, None] - depth + np.arange(depth)[None, :]).reshape(-1)  # each row's last D
     labels = np.full_like(values, IGNORE_INDEX)
     labels[target_at] = values[target_at]
+    return datasets.Dataset.from_dict({
+        "input_ids": _list_column(lengths, values),
+        "labels": _list_column(lengths, labels),
+        "prompt_length": prompt_lengths,
+        "target": examples.target.astype(np.int64),
+        "user_index": examples.user_index.astype(np.int64),
+        "length": lengths,
+    })
+
+
+def causal_windows(train_sequences: list[np.ndarray], max_history: int) -> Examples:
+    """Every user's training sequence cut into windows of up to ``max_history + 1`` items.
+
+    Windows end at the sequence's last item and step back by ``max_history``, so consecutive windows
+    overlap by one item and every position t >= 1 is the last or an inner item of exactly one window
+    (the windows of :func:`genrec.models.sasrec.sasrec_training_rows`). Window w_0..w_k is returned
+    as the example history w_0..w_{k-1}, target w_k; ``user_index`` is the sequence's row.
+    """
+    if max_history < 1:
+        raise ValueError(f"max_history must be >= 1, got {max_history}")
+    users, targets, histories = [], [], []
+    for user, seq in enumerate(train_sequences):
+        seq = np.asarray(seq, dtype=np.int64)
+        for end in range(len(seq), 1, -max_history):
+            window = seq[max(0, end - max_history - 1):end]
+            users.append(user)
+            targets.append(window[-1])
+            histories.append(window[:-1])
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    offsets = np.zeros(len(histories) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
+    return Examples(user_index=np.array(users, dtype=np.int64), target=np.array(targets, dtype=np.int64),
+                    history_values=values, history_offsets=offsets)
+
+
+def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: np.ndarray | torch.Tensor,
+                                add_user_token: Callable[[int], int] | None = None, *, max_history: int = 20,
+                                eos_id: int = EOS_ID) -> datasets.Dataset:
+    """Decoder-only training rows in which every training item is a target: one row per window.
+
+    A window w_0..w_k (:func:`causal_windows`) is the :func:`build_causal_dataset` row of history
+    w_0..w_{k-1} and target w_k, with labels also on the SID tokens of w_1..w_{k-1}: each history
+    item is predicted from the items before it, as a causal language model learns every position,
+    and the last item after ``</s>``, as it is decoded. The rows are the ones evaluation and serving
+    use, so nothing else changes; Beauty's 131k targets fit in ~28k rows instead of 131k.
+
+    Args:
+        train_sequences: row u = user u's training items (``SplitData.train_sequences``), oldest first.
+        item_tokens, add_user_token, eos_id: as in :func:`build_causal_dataset` (SID-only rows).
+        max_history: items of context at most (the run's ``max_history``).
+    Returns:
+        :func:`build_causal_dataset`'s columns; ``target`` is each window's last item.
+    """
+    examples = causal_windows(train_sequences, max_history)
+    tokens = _item_tokens_array(item_tokens)
+    depth = tokens.shape[1]
+    values, lengths, prompt_lengths = _prompts(examples, tokens, add_user_token, suffix_tokens=tokens[examples.target], eos_id=eos_id)
+    labels = np.full_like(values, IGNORE_INDEX)
+    target_at = (np.cumsum(lengths)[:, None] - depth + np.arange(depth)[None, :]).reshape(-1)
+    labels[target_at] = values[target_at]
+    # Inner items: every history token after the first item's D tokens.
+    history_tokens = depth * examples.history_lengths
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    before = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(history_tokens[:-1], out=before[1:])
+    within = np.arange(int(history_tokens.sum())) - np.repeat(before, history_tokens)
+    at = np.repeat(starts + int(add_user_token is not None), history_tokens) + within
+    inner = at[within >= depth]
+    labels[inner] = values[inner]
     return datasets.Dataset.from_dict({
         "input_ids": _list_column(lengths, values),
         "labels": _list_column(lengths, labels),

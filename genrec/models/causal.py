@@ -34,6 +34,11 @@ class CausalRecConfig:
     max_position_embeddings: int = 512  # >= the longest prompt + D (20 items x 4 tokens + 6 for Beauty)
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = True
+    # Training targets (recipes/train_genrec.py): "last" = one row per training example, loss on its
+    # target only (as the T5 model) | "every_item" = one row per window of max_history + 1 items,
+    # loss on every item after the first (genrec.data.build_causal_window_dataset). Same prompts at
+    # evaluation and serving either way.
+    train_targets: str = "last"
 
 
 def build_causal(vocab: SIDVocab, cfg: CausalRecConfig | None = None):
