@@ -21,6 +21,7 @@ mkdir -p "$OUT"
 for kind in t5 causal causal_every; do
   cfg=recipes/configs/genrec_beauty.yaml; extra=()
   [ "$kind" != t5 ] && cfg=recipes/configs/genrec_beauty_causal.yaml
+  [ "$kind" = causal ] && extra=(model.causal.train_targets=last)
   [ "$kind" = causal_every ] && extra=(model.causal.train_targets=every_item)
   [ -f "$OUT/$kind/metrics.json" ] || python recipes/train_genrec.py --config "$cfg" "${COMMON[@]}" "${extra[@]}" output_dir="$OUT/$kind" \
       training.max_steps="$STEPS" training.max_train_minutes=null 2>&1 | grep -v "it/s\]" > "$OUT/$kind.log"
