@@ -31,7 +31,7 @@ done
 # A LoRA run stopped during its own (slow) test pass is finished by
 #   python recipes/evaluate_genrec.py --run "$OUT/lora" --split test --out "$OUT/lora/eval_test.json"
 [ -f "$OUT/lora/metrics.json" ] || [ -f "$OUT/lora/eval_test.json" ] || env -u MALLOC_MMAP_MAX_ -u MALLOC_TRIM_THRESHOLD_ -u MALLOC_TOP_PAD_ python recipes/train_genrec.py --config recipes/configs/genrec_beauty_lora.yaml "${COMMON[@]}" \
-    output_dir="$OUT/lora" model.lora.pretrained="$OUT/text_lm" training.max_train_minutes="$LORA_MINUTES" eval.batch_size=64 \
+    output_dir="$OUT/lora" model.lora.pretrained="$OUT/text_lm" training.max_train_minutes="$LORA_MINUTES" eval.batch_size=16 \
     2>&1 | grep -v "it/s\]" > "$OUT/lora.log"
 python - "$OUT" <<'PY'
 import json, sys
