@@ -181,7 +181,8 @@ class GenerationSettings:
         num_beams: beams kept per user at every SID level (the run's ``eval.num_beams``); ``recommend``
             uses ``max(num_beams, k)``.
         normalization: ``"vocab"`` (softmax over the whole vocabulary, as in training) or ``"level"``.
-        batch_size: users decoded together.
+        batch_size: users decoded together (a recommender built without settings: 256 for
+            encoder-decoder models, 32 for decoder-only ones).
     """
 
     num_beams: int = 20
@@ -550,7 +551,8 @@ class GenerativeRecommender:
         self.text_tokenizer = text_tokenizer
         self.base_model = base_model
         self.max_history = int(max_history)
-        self.generation = generation or GenerationSettings()
+        # Decoder-only search repeats each prompt's KV cache per beam: small batches rank faster (BENCHMARKS.md).
+        self.generation = generation or GenerationSettings(batch_size=256 if model.config.is_encoder_decoder else 32)
         self.popular_items = popular_items
         self.user_ids = list(user_ids) if user_ids is not None else None
         self.metrics = metrics

@@ -405,6 +405,9 @@ def test_causal_model_bundle(setup, tmp_path):
     rec = GenerativeRecommender(model, setup["tokenizer"], vocab, max_history=5, generation=GenerationSettings(num_beams=12),
                                 user_ids=split.user_ids, device="cpu")
     assert rec.model_type == "causal"
+    # Without settings, decoder-only models decode in small batches (per-beam KV caches), T5 in large ones.
+    assert GenerativeRecommender(model, setup["tokenizer"], vocab, max_history=5, device="cpu").generation.batch_size == 32
+    assert GenerativeRecommender(setup["rec"].model, setup["tokenizer"], vocab, max_history=5, device="cpu").generation.batch_size == 256
     # Reference: constrained_beam_search_causal on the recipe's prompts, left-padded.
     rows = build_causal_dataset(split.test, tokens, add_user_token=vocab.user_token).to_list()
     prompts = CausalCollator(padding_side="left")([{"input_ids": r["input_ids"][: r["prompt_length"]], "labels": [-100] * r["prompt_length"]}
