@@ -233,7 +233,7 @@ def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: 
     w_0..w_{k-1} and target w_k, with labels also on the SID tokens of w_1..w_{k-1}: each history
     item is predicted from the items before it, as a causal language model learns every position,
     and the last item after ``</s>``, as it is decoded. The rows are the ones evaluation and serving
-    use, so nothing else changes; Beauty's 131k targets fit in ~28k rows instead of 131k.
+    use, so nothing else changes; Beauty's 131k training targets fit in ~24k rows.
 
     Args:
         train_sequences: row u = user u's training items (``SplitData.train_sequences``), oldest first.
