@@ -184,10 +184,19 @@ def build_causal_dataset(examples: Examples, item_tokens: np.ndarray | torch.Ten
     else:
         values, lengths, prompt_lengths = _text_sid_prompts(examples, tokens, add_user_token, target_tokens, eos_id,
                                                             item_text_tokens, prompt_tokens)
-    depth = tokens.shape[1]
-    target_at = (np.cumsum(lengths)[:, None] - depth + np.arange(depth)[None, :]).reshape(-1)  # each row's last D
+    return _causal_rows(examples, values, lengths, prompt_lengths, _target_labels(values, lengths, tokens.shape[1]))
+
+
+def _target_labels(values: np.ndarray, lengths: np.ndarray, depth: int) -> np.ndarray:
+    """Labels for concatenated rows: each row's last ``depth`` tokens (its target), -100 elsewhere."""
+    target_at = (np.cumsum(lengths)[:, None] - depth + np.arange(depth)[None, :]).reshape(-1)
     labels = np.full_like(values, IGNORE_INDEX)
     labels[target_at] = values[target_at]
+    return labels
+
+
+def _causal_rows(examples: Examples, values: np.ndarray, lengths: np.ndarray, prompt_lengths: np.ndarray,
+                 labels: np.ndarray) -> datasets.Dataset:
     return datasets.Dataset.from_dict({
         "input_ids": _list_column(lengths, values),
         "labels": _list_column(lengths, labels),
@@ -246,9 +255,7 @@ def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: 
     tokens = _item_tokens_array(item_tokens)
     depth = tokens.shape[1]
     values, lengths, prompt_lengths = _prompts(examples, tokens, add_user_token, suffix_tokens=tokens[examples.target], eos_id=eos_id)
-    labels = np.full_like(values, IGNORE_INDEX)
-    target_at = (np.cumsum(lengths)[:, None] - depth + np.arange(depth)[None, :]).reshape(-1)
-    labels[target_at] = values[target_at]
+    labels = _target_labels(values, lengths, depth)
     # Inner items: every history token after the first item's D tokens.
     history_tokens = depth * examples.history_lengths
     starts = np.zeros(len(lengths), dtype=np.int64)
@@ -259,14 +266,7 @@ def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: 
     at = np.repeat(starts + int(add_user_token is not None), history_tokens) + within
     inner = at[within >= depth]
     labels[inner] = values[inner]
-    return datasets.Dataset.from_dict({
-        "input_ids": _list_column(lengths, values),
-        "labels": _list_column(lengths, labels),
-        "prompt_length": prompt_lengths,
-        "target": examples.target.astype(np.int64),
-        "user_index": examples.user_index.astype(np.int64),
-        "length": lengths,
-    })
+    return _causal_rows(examples, values, lengths, prompt_lengths, labels)
 
 
 def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
