@@ -152,6 +152,51 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def read_learning_curve(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a ``learning_curve.csv`` written by ``genrec.training.train`` (every value a float)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def plot_learning_curve(curves: str | Path | dict[str, str | Path], png: str | Path, metric: str = "ndcg@10",
+                        x: str = "step") -> Path:
+    """Validation ``metric`` (and Recall@10 when present) against ``x`` for one or several learning curves.
+
+    ``curves``: one ``learning_curve.csv`` or ``{label: csv}``; ``x``: a column (``step``,
+    ``examples_seen``, ``train_seconds``). The PNG is written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = curves if isinstance(curves, dict) else {"": curves}
+    panels = [metric] + (["recall@10"] if metric != "recall@10" else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for label, csv_path in curves.items():
+        rows = read_learning_curve(csv_path)
+        for ax, name in zip(axes[0], panels):
+            points = [(r[x], r[name]) for r in rows if name in r and x in r]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=label or None)
+    for ax, name in zip(axes[0], panels):
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(f"validation {name}")
+        ax.grid(alpha=0.3)
+        if len(curves) > 1:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png
+
+
 def plot_report(records: list[dict], summary: dict, out_dir: Path, metrics: Sequence[str]) -> list[Path]:
     """PNG plots: metric bars with error bars, per-level utilisation, collision-group sizes, metric vs collision rate."""
     import matplotlib

@@ -82,6 +82,7 @@ from safetensors.torch import load_file, save_file
 from genrec.data import Examples, Seq2SeqCollator, build_seq2seq_dataset
 from genrec.decoding import PrefixTrie, constrained_beam_search, constrained_beam_search_causal
 from genrec.models.lora import merge_lora
+from genrec.models.t5 import prompt_eos_id
 from genrec.models.tokens import TokenSpace
 from genrec.tokenizer import SIDTokenizer
 from genrec.tokenizer.hub import download_snapshot, refuse_pickles
@@ -352,16 +353,17 @@ class ModelBackend:
 
     @staticmethod
     def encode(examples: Examples, item_tokens: torch.Tensor, space: TokenSpace, text: TextInputs | None, *,
-               seq2seq: bool) -> tuple[torch.Tensor, torch.Tensor]:
+               seq2seq: bool, eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(input_ids, attention_mask)`` (B, T) for the histories of ``examples``: the recipe's evaluation prompts.
 
         The rows are :func:`~genrec.data.build_seq2seq_dataset`'s (``[user] + [prompt] + ([item text] + item SID
-        tokens) per history item + eos``) with the recipe's arguments, right-padded with the model's pad id;
-        for a decoder-only model they are left-aligned, as in evaluation.
+        tokens) per history item + eos``; no eos for a causal-encoder T5, ``eos=False``) with the recipe's
+        arguments, right-padded with the model's pad id; for a decoder-only model they are left-aligned, as in evaluation.
         """
         from genrec.eval.evaluate import left_align
 
-        rows = build_seq2seq_dataset(examples, item_tokens, add_user_token=space.user_token_fn, eos_id=space.eos_id,
+        rows = build_seq2seq_dataset(examples, item_tokens, add_user_token=space.user_token_fn,
+                                     eos_id=space.eos_id if eos else None,
                                      **(text.dataset_kwargs if text is not None else {})).to_list()
         batch = Seq2SeqCollator(pad_id=space.pad_id)(rows)
         if seq2seq:
@@ -387,9 +389,9 @@ class T5Backend(ModelBackend):
 
     @staticmethod
     def load(folder: Path):
-        from transformers import T5ForConditionalGeneration
+        from genrec.models.t5 import load_t5
 
-        return T5ForConditionalGeneration.from_pretrained(folder, use_safetensors=True).eval()
+        return load_t5(folder).eval()
 
 
 class CausalBackend(ModelBackend):
@@ -744,7 +746,8 @@ class GenerativeRecommender:
                             target=np.zeros(len(cut), dtype=np.int64),  # unused by the encoder input
                             history_values=np.concatenate([np.asarray(h, dtype=np.int64) for h in cut]), history_offsets=offsets)
         input_ids, attention_mask = self.backend.encode(examples, self.item_tokens, self.space, self.text_inputs,
-                                                        seq2seq=self.architecture == "seq2seq")
+                                                        seq2seq=self.architecture == "seq2seq",
+                                                        eos=prompt_eos_id(self.model.config, self.space.eos_id) is not None)
         exclude = [sorted(set(h)) for h in histories] if exclude_seen else None
         items, scores = self.backend.search(self.model, input_ids, attention_mask, self.trie, num_beams=num_beams, top_k=k,
                                             exclude_items=exclude, normalization=self.generation.normalization)

@@ -8,7 +8,9 @@
     accelerate launch --num_processes 2 recipes/train_genrec.py --config ...   # data-parallel (GPUs)
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train_genrec.py --config ...  # CPU processes
 
-``model.type`` picks the recommender: ``t5`` (TIGER's encoder-decoder; the T5 fields of ``model``),
+``model.type`` picks the recommender: ``t5`` (TIGER's encoder-decoder; the T5 fields of ``model``;
+``model.encoder=causal model.train_targets=every_item`` trains every item of a history window as a
+target in one pass, see ``genrec.models.t5.CausalEncoderT5``),
 ``causal`` (a Llama/Qwen2-style decoder-only model from ``model.causal``; ``model.causal.train_targets=
 every_item`` trains on every item of a history window instead of the last only) or ``lora`` (a local
 pretrained Hugging Face LM + LoRA from ``model.lora``: SID tokens added to its text tokenizer, the
@@ -39,6 +41,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -47,9 +50,11 @@ from transformers import AutoTokenizer
 from genrec.config import load_config
 from genrec.data import (
     CausalCollator,
+    EveryTargetCollator,
     Seq2SeqCollator,
     build_causal_dataset,
     build_causal_window_dataset,
+    build_every_target_dataset,
     build_seq2seq_dataset,
     item_texts,
     load_dataset,
@@ -57,6 +62,7 @@ from genrec.data import (
 from genrec.data.split import SplitData, cold_item_mask, leave_one_out_split
 from genrec.decoding import PrefixTrie
 from genrec.eval.evaluate import evaluate_generative
+from genrec.eval.report import plot_learning_curve
 from genrec.models import (
     CausalRecConfig,
     LoRARecConfig,
@@ -69,7 +75,7 @@ from genrec.models import (
 )
 from genrec.models.lora import extend_tokenizer, is_seq2seq_checkpoint
 from genrec.tokenizer import SIDTable
-from genrec.training import TrainingConfig, atomic_write_json, train
+from genrec.training import TrainingConfig, atomic_write_json, resolve_mixed_precision, train
 from genrec.vocab import SIDVocab
 
 logger = logging.getLogger("train_genrec")
@@ -82,7 +88,8 @@ class EvalConfig:
     num_beams: int = 20
     batch_size: int = 256
     ks: list[int] = field(default_factory=lambda: [5, 10])
-    valid_max_users: int | None = None  # validation during training on the first N users (None = all)
+    valid_max_users: int | None = None  # validation during training on a fixed sample of N users (None = all)
+    valid_sample_seed: int | None = 0  # the sample's seed (None = the first N users)
     test_max_users: int | None = None  # debugging only: reported metrics must use all users (None)
     final_validation: bool = True  # re-rank the full validation split with the best model at the end (false: test only)
 
@@ -185,13 +192,18 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_mo
         if with_model:
             model = build_t5(vocab, cfg.model.t5()) if seq2seq else build_causal(vocab, cfg.model.causal)
     item_tokens = space.codes_to_tokens(sid_table.sids)
-    common = {"add_user_token": space.user_token_fn, "eos_id": space.eos_id, **text_kwargs}
+    causal_encoder = kind == "t5" and cfg.model.encoder == "causal"  # its prompts end without eos
+    common = {"add_user_token": space.user_token_fn, "eos_id": None if causal_encoder else space.eos_id, **text_kwargs}
     targets = cfg.model.causal.train_targets
     if targets not in CAUSAL_TRAIN_TARGETS:
         raise ValueError(f"model.causal.train_targets must be one of {CAUSAL_TRAIN_TARGETS}, got {targets!r}")
+    train_collator = None
     if kind == "causal" and targets == "every_item":
         train_ds = build_causal_window_dataset(split.train_sequences, item_tokens, space.user_token_fn,
                                                max_history=cfg.max_history, eos_id=space.eos_id)
+    elif kind == "t5" and cfg.model.train_targets == "every_item":
+        train_ds = build_every_target_dataset(split.train_sequences, item_tokens, space.user_token_fn, max_history=cfg.max_history)
+        train_collator = EveryTargetCollator(pad_id=space.pad_id)
     else:
         train_ds = (build_seq2seq_dataset if seq2seq else build_causal_dataset)(split.train, item_tokens, **common)
     eval_collator = Seq2SeqCollator(pad_id=space.pad_id)  # prompt rows; evaluate_generative left-aligns them for causal models
@@ -200,9 +212,22 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_mo
         train_ds=train_ds,
         valid_ds=build_seq2seq_dataset(split.valid, item_tokens, **common),
         test_ds=build_seq2seq_dataset(split.test, item_tokens, **common),
-        train_collator=eval_collator if seq2seq else CausalCollator(pad_id=space.pad_id),
+        train_collator=train_collator or (eval_collator if seq2seq else CausalCollator(pad_id=space.pad_id)),
         eval_collator=eval_collator,
     )
+
+
+def fixed_sample(ds, max_users: int | None, seed: int | None):
+    """The rows validation scores during training: all, the first ``max_users``, or a seeded random sample of them.
+
+    The sample is drawn once (numpy's own generator: no global RNG state is touched, so resumed runs
+    stay bit-identical) and is the same at every validation, so the learning curve compares like with like.
+    """
+    if max_users is None or max_users >= len(ds):
+        return ds
+    if seed is None:
+        return ds.select(range(max_users))
+    return ds.select(sorted(np.random.default_rng(seed).choice(len(ds), size=max_users, replace=False).tolist()))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -214,8 +239,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cfg = load_config(GenRecConfig, args.config, args.overrides)
 
-    accelerator = Accelerator(mixed_precision=cfg.training.mixed_precision, gradient_accumulation_steps=cfg.training.grad_accum_steps)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    precision = resolve_mixed_precision(cfg.training.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.training.grad_accum_steps)
+    if not accelerator.is_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
     out = Path(cfg.output_dir)
     timings: dict[str, float] = {}
 
@@ -250,8 +278,10 @@ def main(argv: list[str] | None = None) -> dict:
         return evaluate_generative(model, ds, trie, inputs.eval_collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
                                    batch_size=cfg.eval.batch_size, accelerator=acc, max_users=max_users, desc=desc)
 
+    valid_sample = fixed_sample(inputs.valid_ds, cfg.eval.valid_max_users, cfg.eval.valid_sample_seed)
+
     def validate(model, acc):
-        return evaluate(model, inputs.valid_ds, acc, cfg.eval.valid_max_users, "validate").metrics
+        return evaluate(model, valid_sample, acc, None, "validate").metrics
 
     model = inputs.model
     logger.info("model: %.2fM parameters (%.2fM trainable)", sum(p.numel() for p in model.parameters()) / 1e6,
@@ -281,11 +311,17 @@ def main(argv: list[str] | None = None) -> dict:
 
             write_per_user(out / "per_user_test.json", res, "test", split.user_ids, cold_by_user)
 
+    if accelerator.is_main_process and result.learning_curve:
+        plot_learning_curve(out / "learning_curve.csv", out / "learning_curve.png", metric=cfg.training.metric_for_best)
     metrics = {
         **final,
         "model_type": cfg.model.type,
         "best_epoch": result.best_epoch,
+        "best_step": result.best_step,
         "steps": result.steps,
+        "examples_seen": result.examples_seen,
+        "early_stopped": result.early_stopped,
+        "mixed_precision": precision,
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "timings": timings,
         "num_processes": accelerator.num_processes,

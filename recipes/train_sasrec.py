@@ -39,7 +39,7 @@ from genrec.models.sasrec import (
     sasrec_training_rows,
 )
 from genrec.recipes.evaluate_genrec import write_per_user
-from genrec.training import TrainingConfig, atomic_write_json, train
+from genrec.training import TrainingConfig, atomic_write_json, resolve_mixed_precision, train
 
 logger = logging.getLogger("train_sasrec")
 
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=50 model.hidden_size=128")
     args = parser.parse_args(argv)
     cfg = load_config(SASRecRunConfig, args.config, args.overrides)
-    accelerator = Accelerator(mixed_precision=cfg.training.mixed_precision)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.training.mixed_precision))
     out = Path(cfg.output_dir)
     if cfg.model.max_positions < cfg.max_history + 1:
         raise ValueError(f"model.max_positions={cfg.model.max_positions} must be >= max_history + 1 = {cfg.max_history + 1}")

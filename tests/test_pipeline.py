@@ -56,6 +56,7 @@ from genrec.vocab import SIDVocab
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 from _genrec_tiny import TINY_CAUSAL, make_dataset, recipe_args, tiny_pretrained  # noqa: E402
+from _genrec_tiny import TINY_T5 as TINY_T5_ARGS  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -443,6 +444,7 @@ def recipe_runs(tmp_path_factory):
     configs = Path(train_genrec.__file__).parent / "configs"
     specs = {
         "causal": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL]),
+        "t5_every": ("genrec_beauty.yaml", [*TINY_T5_ARGS, "model.encoder=causal", "model.train_targets=every_item"]),
         "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
                                                    "model.lora.prompt=the next item is"]),
         "lora_t5": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 't5', 't5')}", "model.lora.r=4"]),
@@ -464,7 +466,7 @@ def _test_requests(split) -> tuple[list[list[str]], list[str], list[int]]:
     return histories_of(split, split.test), [split.user_ids[u] for u in users], users
 
 
-@pytest.mark.parametrize("name", ["causal", "lora_llama", "lora_t5", "lora_t5_full"])
+@pytest.mark.parametrize("name", ["causal", "t5_every", "lora_llama", "lora_t5", "lora_t5_full"])
 def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, name):
     """from_pretrained(run) == the recipe's evaluation ranking (items); its bundle == the run (items, allclose scores)."""
     import evaluate_genrec
@@ -478,7 +480,9 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
     rec = GenerativeRecommender.from_pretrained(run, device="cpu")
     lora = name.startswith("lora")
     base = name.split("_")[1] if lora else None  # the tiny pretrained checkpoint: llama | t5
-    assert rec.model_type == ("lora" if lora else "causal") and rec.architecture == ("seq2seq" if base == "t5" else "causal")
+    t5 = name.startswith("t5")  # a causal-encoder T5 trained on every item (prompts without eos)
+    assert rec.model_type == ("lora" if lora else "t5" if t5 else "causal")
+    assert rec.architecture == ("seq2seq" if base == "t5" or t5 else "causal")
     split = loaded.split
     histories, user_ids, users = _test_requests(split)
     out = rec.recommend(histories, k=10, user_ids=user_ids, exclude_seen=False)
@@ -522,7 +526,8 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
             GenerativeRecommender.from_pretrained(broken, device="cpu")
 
 
-@pytest.mark.parametrize(("name", "suffix"), [("causal", "json"), ("lora_llama", "safetensors"), ("lora_t5", "json")])
+@pytest.mark.parametrize(("name", "suffix"), [("causal", "json"), ("t5_every", "json"), ("lora_llama", "safetensors"),
+                                              ("lora_t5", "json")])
 def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_runs, tmp_path, name, suffix):
     import evaluate_genrec
     from safetensors.torch import load_file

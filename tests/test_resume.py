@@ -69,11 +69,13 @@ def _train(out: Path, cfg: TrainingConfig, resume=False):
     return train(model, ds, _collate, cfg, out, validate_fn=validate, resume=resume), len(calls)
 
 
-@pytest.mark.parametrize("precision,accum,every", [("no", 1, 3), ("bf16", 2, 3)])
-def test_resume_from_every_checkpoint_equals_uninterrupted(tmp_path, precision, accum, every):
-    """7 batches per epoch, 3 epochs: checkpoints fall mid-epoch and at epoch ends; resume from each."""
+@pytest.mark.parametrize("precision,accum,every,eval_every", [("no", 1, 3, None), ("bf16", 2, 3, None), ("no", 1, 3, 2)])
+def test_resume_from_every_checkpoint_equals_uninterrupted(tmp_path, precision, accum, every, eval_every):
+    """7 batches per epoch, 3 epochs: checkpoints fall mid-epoch and at epoch ends; resume from each.
+    With ``eval_every`` validation also runs mid-epoch (constant LR): the learning curve must match too."""
     cfg = TrainingConfig(epochs=3, batch_size=16, learning_rate=1e-2, warmup_steps=2, seed=3, mixed_precision=precision,
-                         grad_accum_steps=accum, checkpoint_every_steps=every, keep_checkpoints=100)
+                         grad_accum_steps=accum, checkpoint_every_steps=every, keep_checkpoints=100, eval_every_steps=eval_every,
+                         lr_scheduler="constant" if eval_every else "cosine")
     full, _ = _train(tmp_path / "full", cfg)
     checkpoints = list_checkpoints(tmp_path / "full" / "checkpoints")
     states = [json.loads((c / "trainer_state.json").read_text()) for c in checkpoints]
@@ -88,6 +90,8 @@ def test_resume_from_every_checkpoint_equals_uninterrupted(tmp_path, precision, 
         assert resumed.steps == full.steps
         assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
         assert resumed.best_metric == full.best_metric and resumed.best_epoch == full.best_epoch
+        timeless = [[{k: v for k, v in row.items() if k != "train_seconds"} for row in r.learning_curve] for r in (resumed, full)]
+        assert timeless[0] == timeless[1] and resumed.best_step == full.best_step
 
 
 def test_resume_of_a_finished_run_does_not_train_again(tmp_path):

@@ -157,3 +157,108 @@ def test_bf16_and_fp32_train_on_the_same_batches(tmp_path):
         seen[precision] = batches
     assert seen["no"] == seen["bf16"]
     assert len(seen["no"]) == 2 * len(LengthBucketBatchSampler(ds["length"], 16, bucket_factor=3))
+
+
+@pytest.mark.parametrize("name", ["constant", "inverse_sqrt", "cosine"])
+def test_lr_schedules_after_warmup(tmp_path, name):
+    """Each schedule's learning rate at every optimizer step, recorded from the optimizer itself."""
+    vocab = SIDVocab((4, 2, 1))
+    model = build_t5(vocab, TINY)
+    lrs = []
+    cfg = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-2, warmup_steps=4, lr_scheduler=name)
+
+    def collate(rows):
+        return _collate(rows)
+
+    class Spy(torch.optim.AdamW):
+        def step(self, *a, **k):
+            lrs.append(self.param_groups[0]["lr"])
+            return super().step(*a, **k)
+
+    import genrec.training.trainer as trainer_module
+
+    original = trainer_module.torch.optim.AdamW
+    trainer_module.torch.optim.AdamW = Spy
+    try:
+        train(model, _toy_rows(vocab), collate, cfg, tmp_path)
+    finally:
+        trainer_module.torch.optim.AdamW = original
+    assert len(lrs) == 16  # 4 batches x 4 epochs
+    assert lrs[:4] == pytest.approx([0.0, 2.5e-3, 5e-3, 7.5e-3])  # linear warmup, shared by all schedules
+    after = np.array(lrs[4:])
+    if name == "constant":
+        assert after == pytest.approx(1e-2)
+    elif name == "inverse_sqrt":
+        assert after == pytest.approx(1e-2 / np.sqrt(np.arange(4, 16) / 4))
+    else:
+        assert after[0] == pytest.approx(1e-2) and np.all(np.diff(after) < 0) and after[-1] < 1e-3
+
+
+def test_unknown_lr_schedule_is_an_error(tmp_path):
+    vocab = SIDVocab((4, 2, 1))
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, TrainingConfig(lr_scheduler="linear"), tmp_path)
+
+
+def test_validation_every_n_steps_writes_the_learning_curve(tmp_path):
+    vocab = SIDVocab((4, 2, 1))
+    ds = _toy_rows(vocab, n=100)  # 7 batches of 16 an epoch
+    cfg = TrainingConfig(epochs=2, batch_size=16, warmup_steps=1, eval_every_steps=3, eval_every_epochs=100, lr_scheduler="constant")
+    steps = []
+    result = train(build_t5(vocab, TINY), ds, _collate, cfg, tmp_path,
+                   validate_fn=lambda m, a: steps.append(1) or {"ndcg@10": float(len(steps)), "recall@10": 0.5})
+    # Steps 3, 6, 9, 12 and the last step (14, end of training); never twice at one step.
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "learning_curve.csv")))
+    assert [int(r["step"]) for r in rows] == [3, 6, 9, 12, 14] == [c["step"] for c in result.learning_curve]
+    assert len(steps) == 5
+    assert [int(r["examples_seen"]) for r in rows] == [48, 96, 100 + 32, 100 + 80, 200]
+    assert [float(r["ndcg@10"]) for r in rows] == [1, 2, 3, 4, 5] and all(float(r["recall@10"]) == 0.5 for r in rows)
+    assert all(float(r["train_loss"]) > 0 and float(r["learning_rate"]) > 0 for r in rows)
+    assert result.best_step == 14 and result.examples_seen == 200
+
+
+def test_early_stopping_after_patience_validations_without_improvement(tmp_path):
+    vocab = SIDVocab((4, 2, 1))
+    values = iter([0.1, 0.3, 0.2, 0.25, 0.3, 0.9, 0.9, 0.9])  # best 0.3 at the 2nd; 3 without a new best -> stop
+    cfg = TrainingConfig(epochs=50, batch_size=16, warmup_steps=1, eval_every_steps=2, eval_every_epochs=100,
+                         early_stopping_patience=3, checkpoint_every_steps=4)
+    result = train(build_t5(vocab, TINY), _toy_rows(vocab, n=100), _collate, cfg, tmp_path,
+                   validate_fn=lambda m, a: {"ndcg@10": next(values)})
+    assert result.early_stopped and result.steps == 10 and result.best_step == 4 and result.best_metric == 0.3
+    assert len(result.learning_curve) == 5
+    # The stop is final: resuming re-reads the result instead of training on.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    again = train(build_t5(vocab, TINY), _toy_rows(vocab, n=100), _collate, cfg, tmp_path, resume=True,
+                  validate_fn=lambda m, a: pytest.fail("validated after an early stop"))
+    assert again.early_stopped and again.steps == 10 and again.best_step == 4
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from genrec.training import resolve_mixed_precision
+    from genrec.training.precision import cpu_flags
+
+    assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "avx512f", "avx512_bf16"}) == "bf16"
+    assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "amx_bf16", "amx_tile"}) == "bf16"
+    assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "fma"}) == "no"  # AVX2 only: bf16 is slower
+    assert resolve_mixed_precision("auto", device="cpu", flags=set()) == "no"  # no /proc/cpuinfo (macOS)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_mixed_precision("auto", device="cuda") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_mixed_precision("auto", device="cuda") == "no"
+    for explicit in ("no", "bf16", "fp16"):
+        assert resolve_mixed_precision(explicit, device="cpu", flags=set()) == explicit
+    with pytest.raises(ValueError, match="mixed_precision"):
+        resolve_mixed_precision("fp8")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from genrec.training.precision import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()

@@ -22,9 +22,11 @@ from genrec.data.io import (
 from genrec.data.sequences import (
     IGNORE_INDEX,
     CausalCollator,
+    EveryTargetCollator,
     Seq2SeqCollator,
     build_causal_dataset,
     build_causal_window_dataset,
+    build_every_target_dataset,
     build_seq2seq_dataset,
     causal_windows,
 )
@@ -33,7 +35,8 @@ from genrec.data.text import DEFAULT_TEMPLATES, default_template, item_texts
 
 __all__ = [
     "DEFAULT_TEMPLATES", "IGNORE_INDEX", "CausalCollator", "DataError", "EmbeddingStats", "Examples", "RecDataset",
-    "Seq2SeqCollator", "SplitData", "build_causal_dataset", "build_causal_window_dataset", "build_seq2seq_dataset",
+    "EveryTargetCollator", "Seq2SeqCollator", "SplitData", "build_causal_dataset", "build_causal_window_dataset",
+    "build_every_target_dataset", "build_seq2seq_dataset",
     "causal_windows", "default_model_path",
     "default_template", "embed_texts", "item_texts", "leave_one_out_split", "load_dataset", "load_interactions",
     "load_items", "resolve_data_dir", "AttributeFeatures", "ItemFeatures", "TextFeatures", "VectorFileFeatures", "build_features",

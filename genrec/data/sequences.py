@@ -57,7 +57,7 @@ def _list_column(lengths: np.ndarray, values: np.ndarray) -> pa.ListArray:
 
 
 def _prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[int], int] | None,
-             suffix_tokens: np.ndarray | None = None, eos_id: int = EOS_ID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             suffix_tokens: np.ndarray | None = None, eos_id: int | None = EOS_ID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenated rows ``[user] + history tokens + </s> + [suffix]`` for all M examples.
 
     Returns ``(values, lengths, prompt_lengths)``: the flat int64 token array, each row's length and
@@ -68,12 +68,13 @@ def _prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[i
 
 
 def _text_sid_prompts(examples: Examples, tokens: np.ndarray, add_user_token: Callable[[int], int] | None,
-                      suffix_tokens: np.ndarray | None, eos_id: int, item_text_tokens: list[list[int]] | None,
+                      suffix_tokens: np.ndarray | None, eos_id: int | None, item_text_tokens: list[list[int]] | None,
                       prompt_tokens: list[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_prompts` with text: rows ``[user] + prompt + (item text + item SID) per history item + eos + [suffix]``.
 
     ``item_text_tokens`` holds one token list per catalogue item (None = SIDs only); ``prompt_tokens``
-    is put once after the user token. Same returns as :func:`_prompts`.
+    is put once after the user token; ``eos_id`` None leaves the eos out (causal-encoder prompts).
+    Same returns as :func:`_prompts`.
     """
     n, depth = tokens.shape
     if item_text_tokens is not None and len(item_text_tokens) != n:
@@ -102,16 +103,18 @@ def _text_sid_prompts(examples: Examples, tokens: np.ndarray, add_user_token: Ca
     history_tokens = np.zeros(m, dtype=np.int64)
     np.add.at(history_tokens, np.repeat(np.arange(m), examples.history_lengths), history_units)
     suffix_len = 0 if suffix_tokens is None else suffix_tokens.shape[1]
-    prompt_lengths = head + history_tokens + 1
+    has_eos = eos_id is not None
+    prompt_lengths = head + history_tokens + int(has_eos)
     lengths = prompt_lengths + suffix_len
     starts = np.zeros(m, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
 
     values = np.empty(int(lengths.sum()), dtype=np.int64)
     is_history = np.ones(len(values), dtype=bool)
-    eos_at = starts + prompt_lengths - 1
-    values[eos_at] = eos_id
-    is_history[eos_at] = False
+    eos_at = starts + prompt_lengths - 1  # the eos, or the prompt's last token when there is none
+    if has_eos:
+        values[eos_at] = eos_id
+        is_history[eos_at] = False
     if has_user:
         values[starts] = _user_tokens(examples, add_user_token)
         is_history[starts] = False
@@ -134,7 +137,7 @@ def _text_sid_prompts(examples: Examples, tokens: np.ndarray, add_user_token: Ca
 
 
 def build_seq2seq_dataset(examples: Examples, item_tokens: np.ndarray | torch.Tensor,
-                          add_user_token: Callable[[int], int] | None = None, *, eos_id: int = EOS_ID,
+                          add_user_token: Callable[[int], int] | None = None, *, eos_id: int | None = EOS_ID,
                           item_text_tokens: list[list[int]] | None = None,
                           prompt_tokens: list[int] | None = None) -> datasets.Dataset:
     """Encoder-decoder rows, one per example.
@@ -143,7 +146,8 @@ def build_seq2seq_dataset(examples: Examples, item_tokens: np.ndarray | torch.Te
         examples: M examples (``SplitData.train`` / ``valid`` / ``test``).
         item_tokens: (num_items, D) token ids of every catalogue item (row = item index).
         add_user_token: ``user_index -> token id`` (e.g. ``SIDVocab.user_token``) to put first; None = no user token.
-        eos_id: the token ending the prompt (``</s>`` of the model's vocabulary).
+        eos_id: the token ending the prompt (``</s>`` of the model's vocabulary); None = no eos (the
+            prompts of a causal-encoder T5, see :func:`build_every_target_dataset`).
         item_text_tokens: mixed text + SID inputs: one token list per catalogue item (e.g. its title in
             a text tokenizer) put before each history item's SID tokens; None = SIDs only.
         prompt_tokens: tokens put once after the user token, before the history (e.g. an instruction).
@@ -269,6 +273,51 @@ def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: 
     return _causal_rows(examples, values, lengths, prompt_lengths, labels)
 
 
+def build_every_target_dataset(train_sequences: list[np.ndarray], item_tokens: np.ndarray | torch.Tensor,
+                               add_user_token: Callable[[int], int] | None = None, *,
+                               max_history: int = 20) -> datasets.Dataset:
+    """Encoder-decoder training rows in which every training item is a target: one row per window.
+
+    For a causal-encoder T5 (``T5RecConfig.encoder="causal"``). A window w_0..w_k
+    (:func:`causal_windows`, the windows of the decoder-only ``every_item`` mode) becomes one row:
+    the encoder reads ``[user] + SID tokens of w_0..w_{k-1}`` (no eos: causal-encoder prompts end with
+    the last history item), and each of w_1..w_k is a target whose decoder row may attend only to the
+    encoder positions before it. Target j (item w_j) sees the first ``target_starts[j]`` positions:
+    the user token and items w_0..w_{j-1}, exactly the prompt :func:`build_seq2seq_dataset` builds
+    for that prefix with ``eos_id=None``. Since a causal encoder's states at those positions do not
+    depend on what follows, one pass computes every prefix example of the window; the last target
+    is the inference computation for the full window.
+
+    Returns:
+        Dataset with ``input_ids`` (list[int]), ``labels`` (list[int], the k targets' D tokens,
+        concatenated), ``target_starts`` (list[int], k), ``target`` (w_k), ``user_index``, ``length``
+        (= len(input_ids)) and ``num_targets`` (k).
+    """
+    examples = causal_windows(train_sequences, max_history)
+    tokens = _item_tokens_array(item_tokens)
+    depth = tokens.shape[1]
+    values, lengths, _ = _prompts(examples, tokens, add_user_token, eos_id=None)
+    # Targets of a window: its history items after the first, then its last item.
+    num_targets = examples.history_lengths.copy()  # k = (k history items) - 1 inner + 1 last
+    head = int(add_user_token is not None)
+    target_items, target_starts = [], []
+    for m in range(len(examples)):
+        history = examples.history(m)
+        target_items.append(np.append(history[1:], examples.target[m]))
+        target_starts.append(head + depth * np.arange(1, len(history) + 1))
+    target_items = np.concatenate(target_items) if target_items else np.zeros(0, np.int64)
+    target_starts = np.concatenate(target_starts) if target_starts else np.zeros(0, np.int64)
+    return datasets.Dataset.from_dict({
+        "input_ids": _list_column(lengths, values),
+        "labels": _list_column(num_targets * depth, tokens[target_items].reshape(-1)),
+        "target_starts": _list_column(num_targets, target_starts.astype(np.int64)),
+        "target": examples.target.astype(np.int64),
+        "user_index": examples.user_index.astype(np.int64),
+        "length": lengths,
+        "num_targets": num_targets,
+    })
+
+
 def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
     """(B, max length) LongTensor of ``rows`` padded with ``value`` on the right (or left)."""
     width = max(len(r) for r in rows)
@@ -314,6 +363,29 @@ class Seq2SeqCollator:
             "input_ids": input_ids,
             "attention_mask": _attention_mask(lengths, input_ids.shape[1], left=False),
             "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.long),
+            **_extra_columns(rows, ("target", "user_index")),
+        }
+
+
+class EveryTargetCollator:
+    """Rows of :func:`build_every_target_dataset` -> a batch of LongTensors.
+
+    ``input_ids`` / ``attention_mask``: (B, S) right-padded with ``pad_id``; ``labels``: (B, T * D)
+    padded with -100 (T = the batch's most targets); ``target_starts``: (B, T) padded with 0 (a
+    padding target sees nothing and has no loss); ``target``, ``user_index``: (B,).
+    """
+
+    def __init__(self, pad_id: int = PAD_ID):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids = _pad([r["input_ids"] for r in rows], self.pad_id)
+        lengths = torch.tensor([len(r["input_ids"]) for r in rows])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": _attention_mask(lengths, input_ids.shape[1], left=False),
+            "labels": _pad([r["labels"] for r in rows], IGNORE_INDEX),
+            "target_starts": _pad([r["target_starts"] for r in rows], 0),
             **_extra_columns(rows, ("target", "user_index")),
         }
 

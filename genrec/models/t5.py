@@ -1,22 +1,42 @@
-"""TIGER-style encoder-decoder recommender: a plain ``T5ForConditionalGeneration`` on SID tokens.
+"""TIGER-style encoder-decoder recommender: ``T5ForConditionalGeneration`` on SID tokens.
 
 Encoder input: the user's history as SID tokens (oldest first, optional user token in front),
 ending with ``</s>``. Decoder target: the next item's ``D`` SID tokens (no eos: every SID has the
 same length, so decoding runs exactly ``D`` steps). The decoder starts from ``<pad>`` (id 0).
+
+``T5RecConfig.encoder="causal"`` builds :class:`CausalEncoderT5`: the same T5 whose encoder lets
+each position attend only to itself and earlier positions, and whose prompts have no ``</s>``
+(they end with the last history item). Its encoder states for a history prefix do not depend on
+later items, so one forward pass over a user's window trains every item of it as a target
+(``train_targets="every_item"``: :meth:`CausalEncoderT5.forward` with ``target_starts``), each
+exactly as its own prefix example would be trained, and the last target is the inference
+computation for the whole window. Inference, beam search and bundles use it like any T5.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
-from transformers import T5Config, T5ForConditionalGeneration
+import torch
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
+from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.models.t5.modeling_t5 import T5Stack
 
 from genrec.vocab import EOS_ID, PAD_ID, SIDVocab
+
+ENCODERS = ("bidirectional", "causal")
+T5_TRAIN_TARGETS = ("last", "every_item")
 
 
 @dataclass
 class T5RecConfig:
-    """Model size; defaults are TIGER's (4.6M parameters with a 3x256+dedup vocabulary)."""
+    """Model size; defaults are TIGER's (4.6M parameters with a 3x256+dedup vocabulary).
+
+    ``encoder``: "bidirectional" (TIGER) or "causal" (:class:`CausalEncoderT5`; prompts without eos).
+    ``train_targets``: "last" (one target per prefix example) or "every_item" (every item of a history
+    window in one pass; needs ``encoder="causal"``).
+    """
 
     d_model: int = 128
     num_layers: int = 4
@@ -26,17 +46,140 @@ class T5RecConfig:
     d_ff: int = 1024
     dropout_rate: float = 0.1
     feed_forward_proj: str = "relu"
+    encoder: str = "bidirectional"
+    train_targets: str = "last"
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"model.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.train_targets not in T5_TRAIN_TARGETS:
+            raise ValueError(f"model.train_targets must be one of {T5_TRAIN_TARGETS}, got {self.train_targets!r}")
+        if self.train_targets == "every_item" and self.encoder != "causal":
+            raise ValueError("model.train_targets=every_item needs model.encoder=causal: a bidirectional encoder's "
+                             "states for a prefix depend on the items after it")
+
+
+class CausalEncoderT5Config(T5Config):
+    """A :class:`~transformers.T5Config` whose encoder is causal (its own ``model_type``, so loading picks the class)."""
+
+    model_type = "genrec_causal_encoder_t5"
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, Q, K) booleans -> (B, 1, Q, K) additive mask: 0 where allowed, the dtype's minimum elsewhere.
+
+    The minimum instead of -inf keeps a row with nothing allowed (a padding target) finite.
+    """
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+class CausalT5Stack(T5Stack):
+    """T5's encoder stack with a causal self-attention mask (each position sees itself and earlier ones).
+
+    A 2-D padding mask (or None) from any caller (the model's forward, ``generate``, genrec's beam
+    search) becomes the 4-D causal mask; a prepared 4-D mask is used as given.
+    """
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        if attention_mask is None or attention_mask.dim() == 2:
+            batch, length = shape
+            device = input_ids.device if input_ids is not None else inputs_embeds.device
+            positions = torch.arange(length, device=device)
+            allowed = (positions[None, :] <= positions[:, None])[None].expand(batch, length, length)
+            if attention_mask is not None:
+                allowed = allowed & attention_mask.bool()[:, None, :]
+            attention_mask = _additive(allowed, self.embed_tokens.weight.dtype)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+
+
+class CausalEncoderT5(T5ForConditionalGeneration):
+    """T5 with a causal encoder, trainable on every target of a history window in one pass.
+
+    Called without ``target_starts`` it is a plain ``T5ForConditionalGeneration`` (prefix examples,
+    inference, beam search). With ``target_starts`` (B, T) and ``labels`` (B, T * D), the decoder
+    reads T rows of D tokens per user side by side, each attending only to itself (causally) and, in
+    the encoder, to the first ``target_starts[b, t]`` positions; the loss is the mean over every
+    target token, the mean of the T prefix examples' losses.
+    """
+
+    config_class = CausalEncoderT5Config
+
+    def __init__(self, config: CausalEncoderT5Config):
+        super().__init__(config)
+        encoder = CausalT5Stack(self.encoder.config)
+        encoder.load_state_dict(self.encoder.state_dict())
+        self.encoder = encoder
+        self.encoder.set_input_embeddings(self.shared)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, target_starts=None, **kwargs):
+        if target_starts is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        return self._every_target_forward(input_ids, attention_mask, labels, target_starts)
+
+    def _every_target_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                              target_starts: torch.Tensor) -> Seq2SeqLMOutput:
+        batch, length = input_ids.shape
+        num_targets = target_starts.shape[1]
+        if labels is None or labels.shape[1] % max(1, num_targets):
+            raise ValueError(f"labels must be (B, T * D) for target_starts (B, T={num_targets}), got "
+                             f"{None if labels is None else tuple(labels.shape)}")
+        depth = labels.shape[1] // num_targets
+        encoder_states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        # Decoder rows: per target [start, code_1 .. code_{D-1}] (teacher forcing), side by side.
+        blocks = labels.view(batch, num_targets, depth)
+        start = torch.full_like(blocks[..., :1], self.config.decoder_start_token_id)
+        decoder_input_ids = torch.cat([start, blocks[..., :-1]], dim=-1).clamp(min=0).view(batch, num_targets * depth)
+        # T5's decoder has relative positions only, so a block at any offset computes what it would alone.
+        query = torch.arange(num_targets * depth, device=input_ids.device)
+        same_block = (query[:, None] // depth) == (query[None, :] // depth)
+        self_allowed = (same_block & (query[None, :] <= query[:, None]))[None].expand(batch, -1, -1)
+        visible = target_starts.repeat_interleave(depth, dim=1)  # (B, T * D): encoder positions each row may see
+        cross_allowed = torch.arange(length, device=input_ids.device)[None, None, :] < visible[:, :, None]
+        if attention_mask is not None:
+            cross_allowed = cross_allowed & attention_mask.bool()[:, None, :]
+        dtype = self.shared.weight.dtype
+        decoder_states = self.decoder(input_ids=decoder_input_ids, attention_mask=_additive(self_allowed, dtype),
+                                      encoder_hidden_states=encoder_states,
+                                      encoder_attention_mask=_additive(cross_allowed, dtype), use_cache=False).last_hidden_state
+        if self.config.scale_decoder_outputs:
+            decoder_states = decoder_states * (self.model_dim ** -0.5)
+        logits = self.lm_head(decoder_states)
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+        return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_states)
+
+
+AutoConfig.register(CausalEncoderT5Config.model_type, CausalEncoderT5Config)
+AutoModelForSeq2SeqLM.register(CausalEncoderT5Config, CausalEncoderT5)
 
 
 def build_t5(vocab: SIDVocab, cfg: T5RecConfig | None = None) -> T5ForConditionalGeneration:
-    """A randomly initialised T5 whose vocabulary is exactly ``vocab``."""
+    """A randomly initialised T5 (or :class:`CausalEncoderT5`) whose vocabulary is exactly ``vocab``."""
     cfg = cfg or T5RecConfig()
-    config = T5Config(
+    size = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("encoder", "train_targets")}
+    causal = cfg.encoder == "causal"
+    config = (CausalEncoderT5Config if causal else T5Config)(
         vocab_size=vocab.size,
         pad_token_id=PAD_ID,
         eos_token_id=EOS_ID,
         decoder_start_token_id=PAD_ID,
         tie_word_embeddings=True,
-        **asdict(cfg),
+        **size,
     )
-    return T5ForConditionalGeneration(config)
+    return (CausalEncoderT5 if causal else T5ForConditionalGeneration)(config)
+
+
+def prompt_eos_id(model_config, eos_id: int) -> int | None:
+    """The token that ends a prompt for this model: ``eos_id``, or None for a causal-encoder T5 (no eos)."""
+    return None if getattr(model_config, "model_type", None) == CausalEncoderT5Config.model_type else eos_id
+
+
+def load_t5(folder: str | Path) -> T5ForConditionalGeneration:
+    """A saved T5 recommender of either encoder kind (safetensors only)."""
+    config = AutoConfig.from_pretrained(folder)
+    cls = CausalEncoderT5 if isinstance(config, CausalEncoderT5Config) else T5ForConditionalGeneration
+    return cls.from_pretrained(folder, use_safetensors=True)
+
+
+__all__ = ["CausalEncoderT5", "CausalEncoderT5Config", "T5RecConfig", "build_t5", "load_t5", "prompt_eos_id"]

@@ -4,8 +4,9 @@ from genrec.training.checkpoint import (
            latest_checkpoint,
            list_checkpoints,
 )
+from genrec.training.precision import resolve_mixed_precision
 from genrec.training.sampler import LengthBucketBatchSampler
 from genrec.training.trainer import TrainingConfig, TrainResult, train
 
 __all__ = ["LengthBucketBatchSampler", "TrainResult", "TrainingConfig", "atomic_write_json", "atomic_write_text",
-           "latest_checkpoint", "list_checkpoints", "train"]
+           "latest_checkpoint", "list_checkpoints", "resolve_mixed_precision", "train"]

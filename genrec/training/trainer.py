@@ -1,10 +1,14 @@
 """The Accelerate training loop for SID recommenders (seq2seq, decoder-only, or a LoRA-wrapped LM).
 
 One function, readable top to bottom: build the data loader (length-bucketed, seeded, resumable),
-AdamW + warmup/cosine schedule, train for ``epochs`` (or until ``max_steps`` / ``max_train_minutes``),
-validate with the *caller's* ``validate_fn`` (genrec never imports genrec.eval: the recipe passes
-the evaluation in), keep the best checkpoint by ``metric_for_best``, write a history JSON, and
-write resumable checkpoints. Works under ``python`` and ``accelerate launch`` alike.
+AdamW + a warmup then ``constant`` / ``inverse_sqrt`` / ``cosine`` schedule, train for ``epochs``
+(or until ``max_steps`` / ``max_train_minutes``, or until validation stops improving for
+``early_stopping_patience`` validations), validate with the *caller's* ``validate_fn`` (genrec never
+imports genrec.eval: the recipe passes the evaluation in) after epochs and/or every
+``eval_every_steps`` optimizer steps, keep the best model by ``metric_for_best``, write a history
+JSON and the learning curve (``learning_curve.csv``: one row per validation with steps, examples
+seen, training time, loss, learning rate and the metrics), and write resumable checkpoints. Works
+under ``python`` and ``accelerate launch`` alike.
 
 Resumable checkpoints (``output_dir/checkpoints/step-XXXXXXXX/``) are written every
 ``checkpoint_every_steps`` optimizer steps, every ``checkpoint_every_minutes``, at the end of every
@@ -39,24 +43,28 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, broadcast, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_inverse_sqrt_schedule
 
 from genrec.training.checkpoint import (
     CHECKPOINT_PREFIX,
     TRAINER_STATE,
     atomic_write_json,
+    atomic_write_text,
     checkpoint_dir,
     latest_checkpoint,
     new_tmp_dir,
     publish_checkpoint,
     replace_dir,
 )
+from genrec.training.precision import resolve_mixed_precision
 from genrec.training.sampler import LengthBucketBatchSampler
 
 logger = logging.getLogger(__name__)
 
 ValidateFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
-MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids", "target_starts")
+LR_SCHEDULERS = ("constant", "inverse_sqrt", "cosine")
+LEARNING_CURVE = "learning_curve.csv"
 
 
 @dataclass
@@ -68,14 +76,17 @@ class TrainingConfig:
     max_train_minutes: float | None = None  # stop (and still evaluate) after this wall time (counted across resumes)
     batch_size: int = 256
     learning_rate: float = 1e-3
+    lr_scheduler: str = "cosine"  # after linear warmup: "constant" | "inverse_sqrt" | "cosine" (to 0 at the last step)
     weight_decay: float = 0.035
     warmup_steps: int = 500  # optimizer steps, whatever the number of processes
     max_grad_norm: float = 1.0
     grad_accum_steps: int = 1
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (autocast; see Accelerate)
+    mixed_precision: str = "auto"  # "auto" (bf16 where the hardware has it natively, else fp32) | "no" | "bf16" | "fp16"
     length_bucketing: bool = True  # False: plain shuffled batches (bucket_factor 1)
     bucket_factor: int = 50
-    eval_every_epochs: int = 1
+    eval_every_epochs: int = 1  # validate after every N epochs (and after the last)
+    eval_every_steps: int | None = None  # ... and every N optimizer steps (None = only after epochs)
+    early_stopping_patience: int | None = None  # stop after N validations in a row without a new best (None = never)
     metric_for_best: str = "ndcg@10"
     log_every_steps: int = 50
     num_workers: int = 0
@@ -95,6 +106,10 @@ class TrainResult:
     train_seconds: float
     history: list[dict] = field(default_factory=list)
     resumed_from: Path | None = None
+    best_step: int | None = None
+    examples_seen: int = 0
+    learning_curve: list[dict] = field(default_factory=list)
+    early_stopped: bool = False
 
 
 @dataclass
@@ -114,6 +129,11 @@ class _Position:
     epoch_seconds: float = 0.0
     stopped: bool = False  # the budget ended training: resuming only re-reads the result
     num_processes: int = 1
+    best_step: int | None = None
+    examples_seen: int = 0  # training rows consumed by all processes together
+    learning_curve: list[dict] = field(default_factory=list)
+    validations_since_best: int = 0
+    early_stopped: bool = False
 
 
 def train(
@@ -135,7 +155,8 @@ def train(
     start when there is none), a path continues from that checkpoint.
     """
     output_dir = Path(output_dir)
-    accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps)
+    accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+                                             gradient_accumulation_steps=cfg.grad_accum_steps)
     set_seed(cfg.seed)
     n_proc = accelerator.num_processes
 
@@ -151,9 +172,7 @@ def train(
     steps_per_epoch = math.ceil(len(loader) / max(1, n_proc) / cfg.grad_accum_steps)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup = min(cfg.warmup_steps, total_steps // 2)
-    # Accelerate steps a prepared scheduler num_processes times per optimizer step (its schedules
-    # count single-process steps), so the schedule is laid out in those units.
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * n_proc, total_steps * n_proc)
+    scheduler = _lr_schedule(optimizer, cfg.lr_scheduler, warmup, total_steps, n_proc)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     ckpt_root = output_dir / "checkpoints"
@@ -180,7 +199,9 @@ def train(
     best_dir = output_dir / "best"
     result = TrainResult(best_metric=pos.best_metric, best_epoch=pos.best_epoch, best_dir=best_dir if best_dir.exists() and
                          pos.best_epoch is not None else None, steps=pos.steps, train_seconds=pos.train_seconds,
-                         history=pos.history, resumed_from=resumed_from)
+                         history=pos.history, resumed_from=resumed_from, best_step=pos.best_step,
+                         examples_seen=pos.examples_seen, learning_curve=pos.learning_curve, early_stopped=pos.early_stopped)
+    since_best = pos.validations_since_best
     start = time.perf_counter() - pos.train_seconds
     last_checkpoint = time.perf_counter()
 
@@ -194,8 +215,41 @@ def train(
 
     def save(epoch: int, batches_done: int, stats: tuple, stopped: bool = False) -> None:
         state = _Position(epoch, batches_done, result.steps, elapsed(), result.best_metric, result.best_epoch, result.history,
-                          *stats, stopped=stopped, num_processes=n_proc)
+                          *stats, stopped=stopped, num_processes=n_proc, best_step=result.best_step,
+                          examples_seen=result.examples_seen, learning_curve=result.learning_curve,
+                          validations_since_best=since_best, early_stopped=result.early_stopped)
         _save_checkpoint(accelerator, ckpt_root, state, cfg)
+
+    def validate(epoch: int, train_loss: float) -> dict[str, float] | None:
+        """Validate now (once per step count), keep the best model, extend the learning curve; the metrics."""
+        nonlocal since_best
+        if result.learning_curve and result.learning_curve[-1]["step"] == result.steps:
+            return None  # validated at this very step already (an epoch ending on an eval_every_steps step)
+        with _full_precision(accelerator, model) as plain_model:
+            metrics = validate_fn(plain_model, accelerator)
+        model.train()  # validate_fn switches to eval mode; validation may come in the middle of an epoch
+        if cfg.metric_for_best not in metrics:
+            raise KeyError(f"validate_fn returned {sorted(metrics)}, which lacks metric_for_best='{cfg.metric_for_best}'")
+        value = float(metrics[cfg.metric_for_best])
+        if result.best_metric is None or value > result.best_metric:
+            result.best_metric, result.best_epoch, result.best_step = value, epoch, result.steps
+            since_best = 0
+            _save_model(accelerator, model, best_dir)
+            result.best_dir = best_dir
+        else:
+            since_best += 1
+        result.learning_curve.append({"step": result.steps, "epoch": epoch, "examples_seen": result.examples_seen,
+                                      "train_seconds": round(elapsed(), 3), "train_loss": train_loss,
+                                      "learning_rate": scheduler.get_last_lr()[0],
+                                      **{k: float(v) for k, v in metrics.items()}})
+        if accelerator.is_main_process:
+            _write_learning_curve(output_dir / LEARNING_CURVE, result.learning_curve)
+        logger.info("step %d (epoch %d): %s", result.steps, epoch, metrics)
+        if cfg.early_stopping_patience and since_best >= cfg.early_stopping_patience:
+            result.early_stopped = True
+            logger.info("early stopping at step %d: %s has not improved on %.5f (step %d) for %d validations",
+                        result.steps, cfg.metric_for_best, result.best_metric, result.best_step, since_best)
+        return metrics
 
     stopped = pos.stopped or pos.epoch >= cfg.epochs
     for epoch in range(pos.epoch, cfg.epochs if not stopped else pos.epoch):
@@ -228,6 +282,7 @@ def train(
             loss_sum += out.loss.detach().float().item()
             loss_count += 1
             examples += batch["input_ids"].shape[0]
+            result.examples_seen += batch["input_ids"].shape[0] * n_proc
             batches_done += 1
             if not accelerator.sync_gradients:
                 continue
@@ -238,6 +293,12 @@ def train(
             if budget_hit:
                 break
             due = bool(cfg.checkpoint_every_steps and result.steps % cfg.checkpoint_every_steps == 0)
+            if (validate_fn is not None and cfg.eval_every_steps and result.steps % cfg.eval_every_steps == 0
+                    and batches_done < len(loader)):  # an epoch's last step validates below, after the epoch
+                validate(epoch, loss_sum / max(1, loss_count))
+                if result.early_stopped:
+                    break
+                due = due or bool(cfg.checkpoint_every_steps or cfg.checkpoint_every_minutes)  # keep the validation
             if cfg.checkpoint_every_minutes:
                 due = due or _agree(accelerator, time.perf_counter() - last_checkpoint >= 60 * cfg.checkpoint_every_minutes)
             if due and batches_done < len(loader):
@@ -256,36 +317,60 @@ def train(
             "epoch_seconds": epoch_seconds,
             "examples_per_second": examples * n_proc / max(epoch_seconds, 1e-9),
         }
+        budget_hit = budget_hit or result.early_stopped
         is_last = budget_hit or epoch == cfg.epochs - 1
-        if validate_fn is not None and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last):
-            with _full_precision(accelerator, model) as plain_model:
-                metrics = validate_fn(plain_model, accelerator)
-            record["validation"] = metrics
-            if cfg.metric_for_best not in metrics:
-                raise KeyError(f"validate_fn returned {sorted(metrics)}, which lacks metric_for_best='{cfg.metric_for_best}'")
-            value = float(metrics[cfg.metric_for_best])
-            if result.best_metric is None or value > result.best_metric:
-                result.best_metric, result.best_epoch = value, epoch
-                _save_model(accelerator, model, best_dir)
-                result.best_dir = best_dir
-            logger.info("epoch %d: %s", epoch, metrics)
+        step_due = bool(cfg.eval_every_steps and result.steps % cfg.eval_every_steps == 0)
+        if validate_fn is not None and not result.early_stopped and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last or step_due):
+            metrics = validate(epoch, record["train_loss"])
+            if metrics is not None:
+                record["validation"] = metrics
+            budget_hit = budget_hit or result.early_stopped
         elif validate_fn is None:
             _save_model(accelerator, model, best_dir)
-            result.best_dir, result.best_epoch = best_dir, epoch
+            result.best_dir, result.best_epoch, result.best_step = best_dir, epoch, result.steps
         result.history.append(record)
         result.train_seconds = elapsed()
         if accelerator.is_main_process:
             atomic_write_json(output_dir / "train_history.json", {"config": asdict(cfg), "best_epoch": result.best_epoch,
-                                                                  "best_metric": result.best_metric, "epochs": result.history})
+                                                                  "best_step": result.best_step, "best_metric": result.best_metric,
+                                                                  "early_stopped": result.early_stopped, "epochs": result.history})
         checkpointing = cfg.checkpoint_at_epoch_end or cfg.checkpoint_every_steps or cfg.checkpoint_every_minutes
-        if cfg.checkpoint_at_epoch_end or due_at_epoch_end or (checkpointing and is_last):
+        if cfg.checkpoint_at_epoch_end or due_at_epoch_end or (checkpointing and (is_last or budget_hit)):
             save(epoch + 1, 0, (0.0, 0, 0, 0.0), stopped=budget_hit)
             last_checkpoint = time.perf_counter()
         if budget_hit:
-            logger.info("stopping after %d steps (%.1f min): budget reached", result.steps, elapsed() / 60)
+            why = "no improvement (early stopping)" if result.early_stopped else "budget reached"
+            logger.info("stopping after %d steps (%.1f min): %s", result.steps, elapsed() / 60, why)
             break
     accelerator.wait_for_everyone()
     return result
+
+
+def _lr_schedule(optimizer, name: str, warmup: int, total_steps: int, num_processes: int):
+    """Linear warmup over ``warmup`` optimizer steps, then ``name``.
+
+    Accelerate steps a prepared scheduler num_processes times per optimizer step (its schedules
+    count single-process steps), so the schedule is laid out in those units.
+    """
+    if name == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup * num_processes)
+    if name == "inverse_sqrt":
+        # lr * 1/sqrt(step / warmup) after warmup (T5's and TIGER's schedule), continuous at the end of warmup.
+        return get_inverse_sqrt_schedule(optimizer, warmup * num_processes, timescale=max(1, warmup * num_processes))
+    if name == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup * num_processes, total_steps * num_processes)
+    raise ValueError(f"training.lr_scheduler must be one of {LR_SCHEDULERS}, got {name!r}")
+
+
+def _write_learning_curve(path: Path, rows: list[dict]) -> None:
+    """``rows`` as CSV (columns: the union of the rows' keys, in first-seen order), written atomically."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    lines = [",".join(columns)]
+    lines += [",".join("" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
+                       for c in columns) for row in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------- helpers
