@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = train(model, inputs.train_ds, inputs.train_collator, cfg.training, out, validate_fn=validate,
                    accelerator=accelerator, resume=args.resume)
     timings["train_seconds"] = result.train_seconds
+    timings["train_cpu_seconds"] = result.cpu_seconds
 
     best = load_model(result.best_dir, tokenizer_dir=out / "text_tokenizer").to(accelerator.device)
     final = {}

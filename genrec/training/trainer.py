@@ -110,6 +110,7 @@ class TrainResult:
     examples_seen: int = 0
     learning_curve: list[dict] = field(default_factory=list)
     early_stopped: bool = False
+    cpu_seconds: float = 0.0  # CPU time of this process's training steps (validation excluded), across resumes
 
 
 @dataclass
@@ -134,6 +135,7 @@ class _Position:
     learning_curve: list[dict] = field(default_factory=list)
     validations_since_best: int = 0
     early_stopped: bool = False
+    cpu_seconds: float = 0.0  # this process's CPU time in training steps (all its threads; validation excluded)
 
 
 def train(
@@ -203,6 +205,9 @@ def train(
                          examples_seen=pos.examples_seen, learning_curve=pos.learning_curve, early_stopped=pos.early_stopped)
     since_best = pos.validations_since_best
     start = time.perf_counter() - pos.train_seconds
+    # CPU time (process_time: every thread of this process) counts compute even when other jobs share the
+    # cores, so learning curves of runs on a busy machine stay comparable; validation is left out.
+    cpu = {"start": time.process_time() - pos.cpu_seconds}
     last_checkpoint = time.perf_counter()
 
     def elapsed() -> float:
@@ -217,7 +222,8 @@ def train(
         state = _Position(epoch, batches_done, result.steps, elapsed(), result.best_metric, result.best_epoch, result.history,
                           *stats, stopped=stopped, num_processes=n_proc, best_step=result.best_step,
                           examples_seen=result.examples_seen, learning_curve=result.learning_curve,
-                          validations_since_best=since_best, early_stopped=result.early_stopped)
+                          validations_since_best=since_best, early_stopped=result.early_stopped,
+                          cpu_seconds=time.process_time() - cpu["start"])
         _save_checkpoint(accelerator, ckpt_root, state, cfg)
 
     def validate(epoch: int, train_loss: float) -> dict[str, float] | None:
@@ -225,8 +231,10 @@ def train(
         nonlocal since_best
         if result.learning_curve and result.learning_curve[-1]["step"] == result.steps:
             return None  # validated at this very step already (an epoch ending on an eval_every_steps step)
+        cpu_seconds = time.process_time() - cpu["start"]
         with _full_precision(accelerator, model) as plain_model:
             metrics = validate_fn(plain_model, accelerator)
+        cpu["start"] = time.process_time() - cpu_seconds  # validation's CPU time is not training compute
         model.train()  # validate_fn switches to eval mode; validation may come in the middle of an epoch
         if cfg.metric_for_best not in metrics:
             raise KeyError(f"validate_fn returned {sorted(metrics)}, which lacks metric_for_best='{cfg.metric_for_best}'")
@@ -239,7 +247,8 @@ def train(
         else:
             since_best += 1
         result.learning_curve.append({"step": result.steps, "epoch": epoch, "examples_seen": result.examples_seen,
-                                      "train_seconds": round(elapsed(), 3), "train_loss": train_loss,
+                                      "train_seconds": round(elapsed(), 3), "cpu_seconds": round(cpu_seconds, 3),
+                                      "train_loss": train_loss,
                                       "learning_rate": scheduler.get_last_lr()[0],
                                       **{k: float(v) for k, v in metrics.items()}})
         if accelerator.is_main_process:
@@ -342,6 +351,7 @@ def train(
             why = "no improvement (early stopping)" if result.early_stopped else "budget reached"
             logger.info("stopping after %d steps (%.1f min): %s", result.steps, elapsed() / 60, why)
             break
+    result.cpu_seconds = time.process_time() - cpu["start"]
     accelerator.wait_for_everyone()
     return result
 
