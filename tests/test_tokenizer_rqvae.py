@@ -174,3 +174,29 @@ def test_bad_input_errors():
         RQVAE(16, codebook_sizes=(4,)).fit(x, epochs=1)
     with pytest.raises(ValueError, match="epochs and batch_size must be >= 1"):
         RQVAE(8, codebook_sizes=(4,)).fit(x, epochs=0)
+
+
+@pytest.mark.parametrize("regularized", [False, True])
+def test_fits_of_one_seed_are_identical_with_two_threads(regularized):
+    """Two fits of one seed give the same weights with 2 torch threads, as on the CLI (issue: Beauty fits differed).
+
+    The backward of ``codebook[idx]`` (and of ``unit[left]`` in the repulsion) accumulated repeated rows
+    in a thread-dependent order; with 1 thread the bug hides, so this test runs 2 threads on batches large
+    enough (1024 x 32 gradient rows) for torch to split the accumulation.
+    """
+    from genrec.tokenizer.regularizers import build_regularizers
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = clustered(n=3000, d=64)
+        fits = []
+        for _ in range(2):
+            model = RQVAE(input_dim=64, codebook_sizes=(64, 64, 64), latent_dim=32, hidden_dims=(64,), seed=3)
+            regs = build_regularizers("quasid-no-contrastive", content=x, num_items=len(x), latent_dim=32) if regularized else None
+            model.fit(x, regularizers=regs, epochs=3, batch_size=1024)
+            fits.append(model.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    different = [k for k in fits[0] if not torch.equal(fits[0][k], fits[1][k])]
+    assert not different, f"weights differ between two fits of one seed: {different}"

@@ -180,7 +180,9 @@ class RQVAE(nn.Module, Quantizer):
                 idx = sinkhorn_assign(distances, self.sinkhorn_epsilon, self.sinkhorn_iters)
             else:
                 idx = distances.argmin(dim=1)
-            e = codebook[idx]
+            # index_select, not codebook[idx]: the backward of advanced indexing accumulates in a
+            # thread-dependent order on CPU, which made fits of one seed differ from run to run.
+            e = codebook.index_select(0, idx)
             codebook_loss = codebook_loss + F.mse_loss(e, residual.detach())
             commit_loss = commit_loss + F.mse_loss(residual, e.detach())
             zq = zq + e

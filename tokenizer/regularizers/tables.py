@@ -35,8 +35,12 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def pair_cosine(unit: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """(P,) cosine of rows ``left`` and ``right`` of a unit-row matrix."""
-    return (unit[left] * unit[right]).sum(dim=1)
+    """(P,) cosine of rows ``left`` and ``right`` of a unit-row matrix.
+
+    ``index_select`` rather than ``unit[left]``: rows repeat across pairs, and the CPU backward of
+    advanced indexing accumulates repeated rows in a thread-dependent order (fits were not reproducible).
+    """
+    return (unit.index_select(0, left) * unit.index_select(0, right)).sum(dim=1)
 
 
 class ContentSource(torch.nn.Module):
