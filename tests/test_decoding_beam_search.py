@@ -287,3 +287,27 @@ def test_decoder_only_model(architecture):
         constrained_beam_search_causal(model, right_ids, right_mask, trie, num_beams=3)
     with pytest.raises(ValueError, match="encoder-decoder"):
         constrained_beam_search(model, ids, mask, trie, num_beams=3)
+
+
+def test_decoding_raises_no_deprecation_warning_from_our_calls():
+    """genrec's calls into transformers use the current API: a FutureWarning / DeprecationWarning here means a
+    call that breaks when transformers removes the old form (e.g. ``past_key_values`` -> ``cache`` in 5.40)."""
+    import warnings
+
+    torch.manual_seed(0)
+    vocab = SIDVocab((4, 5, 3))
+    item_tokens = make_catalogue(vocab, 60, seed=9)
+    trie = PrefixTrie.from_item_tokens(item_tokens, vocab)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         pad_token_id=0, bos_token_id=EOS_ID, eos_token_id=EOS_ID)).eval()
+    seq2seq = [build_t5(vocab, TINY_T5).eval(), build_t5(vocab, T5RecConfig(**{**TINY_T5.__dict__, "encoder": "causal"})).eval()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for model in seq2seq:
+            ids, mask = make_histories(item_tokens, batch=3, seed=2)
+            constrained_beam_search(model, ids, mask, trie, num_beams=4)
+        ids, mask = make_histories(item_tokens, batch=3, seed=10, left_pad=True)
+        constrained_beam_search_causal(llama, ids, mask, trie, num_beams=4)
+    deprecations = [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not deprecations, deprecations

@@ -25,6 +25,7 @@ nodes of every level, equal to exhaustively ranking the whole catalogue.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,19 @@ def _inference_mode(model, share_cross_attention: bool):
         if shared:
             model.set_attn_implementation(original)
         model.train(was_training)
+
+
+def _cache_argument(model) -> str:
+    """The name of the model's KV-cache argument: ``cache`` (transformers >= 5.2x; ``past_key_values`` is
+    deprecated there and removed in 5.40) or ``past_key_values`` (older 5.x releases)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward as (*args, **kwargs)
+    for cls in type(base).__mro__:  # the first forward that names either (a subclass may take **kwargs)
+        forward = cls.__dict__.get("forward")
+        parameters = inspect.signature(forward).parameters if forward is not None else {}
+        for name in ("cache", "past_key_values"):
+            if name in parameters:
+                return name
+    return "past_key_values"
 
 
 # ---------------------------------------------------------------------- search core
@@ -336,7 +350,7 @@ def constrained_beam_search(
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         start = torch.full((batch, 1), start_token, dtype=torch.long, device=device)
         first = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask, decoder_input_ids=start,
-                      past_key_values=cache, use_cache=True).logits[:, -1]
+                      **{_cache_argument(model): cache}, use_cache=True).logits[:, -1]
         state = {"encoder_outputs": encoder_outputs, "attention_mask": attention_mask, "per_beam": shared}
 
         def step(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -350,7 +364,7 @@ def constrained_beam_search(
                 state.update(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                              attention_mask=attention_mask.index_select(0, rows), per_beam=True)
             out = model(encoder_outputs=state["encoder_outputs"], attention_mask=state["attention_mask"],
-                        decoder_input_ids=tokens, past_key_values=cache, use_cache=True)
+                        decoder_input_ids=tokens, **{_cache_argument(model): cache}, use_cache=True)
             return out.logits[:, -1]
 
         return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization)
@@ -393,7 +407,7 @@ def constrained_beam_search_causal(
         cache = DynamicCache()
         positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
         first = model(input_ids=input_ids, attention_mask=prompt_mask, position_ids=positions,
-                      past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                      **{_cache_argument(model): cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
         generated = 0
 
         def step(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -404,7 +418,7 @@ def constrained_beam_search_causal(
             users = torch.arange(batch, device=device).repeat_interleave(beams)
             mask = torch.cat([prompt_mask[users], prompt_mask.new_ones(rows.numel(), generated)], dim=1)
             position = (prompt_lengths[users] + generated - 1)[:, None]
-            out = model(input_ids=tokens, attention_mask=mask, position_ids=position, past_key_values=cache,
+            out = model(input_ids=tokens, attention_mask=mask, position_ids=position, **{_cache_argument(model): cache},
                         use_cache=True, logits_to_keep=1)
             return out.logits[:, -1]
 
