@@ -1,4 +1,4 @@
-"""Every tokenizer and ablation on Amazon Beauty, one seed, the same training budget: METHOD.md section 7 table.
+"""Every tokenizer and ablation on Amazon Beauty, one seed, the same training budget: docs/method.md section 7 table.
 
     python benchmarks/beauty_tokenizer_table.py --epochs 200 --seed 0 --out runs/beauty_table
     python benchmarks/beauty_tokenizer_table.py --only rqvae quasid --epochs 20    # a subset

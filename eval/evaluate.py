@@ -1,7 +1,7 @@
 """Full-catalogue evaluation of a generative recommender through trie-constrained beam search.
 
 Every user's held-out item is ranked against the whole catalogue: beam search over the prefix trie
-of all catalogue SIDs returns the top ``max(ks)`` items (METHOD.md section 8). Users are processed
+of all catalogue SIDs returns the top ``max(ks)`` items (docs/method.md section 8). Users are processed
 in length-sorted batches (less padding); under ``accelerate launch`` each process decodes whole
 batches of the same length-sorted batch list a single process would use, and the per-user results
 are gathered with ``gather_for_metrics`` (which drops the users the sharded loader repeats to give
@@ -80,7 +80,7 @@ def evaluate_generative(
         trie: :class:`genrec.decoding.PrefixTrie` of the catalogue's SID tokens.
         collator: pads rows into ``input_ids``/``attention_mask`` tensors (either side: prompts of a
             decoder-only model are left-aligned here).
-        num_beams: beam width (>= max(ks); METHOD.md asks for >= the largest K reported).
+        num_beams: beam width (>= max(ks); docs/method.md asks for >= the largest K reported).
         max_users: evaluate only the first ``max_users`` examples (quick validation); None = all.
     """
     top_k = max(ks)

@@ -4,7 +4,7 @@ Input is one record per finished (tokenizer, seed) run, a plain dict:
 
     {"tokenizer": "quasid", "seed": 0,
      "metrics": {"recall@10": ..., "ndcg@10": ...},            # test metrics of the recommender
-     "tokenizer_metrics": {"collision_rate": ..., "utilization": [...], ...},   # METHOD.md section 7
+     "tokenizer_metrics": {"collision_rate": ..., "utilization": [...], ...},   # docs/method.md section 7
      "timings": {"tokenizer_train_seconds": ..., "train_seconds": ..., "eval_seconds": ...},
      "per_user": {"ndcg@10": np.ndarray (U,), ...},           # optional: aligned by user index
      "group_sizes": np.ndarray}                               # optional: items per collision group

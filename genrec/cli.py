@@ -350,7 +350,8 @@ def _recommend_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="items per history (default 10)")
     p.add_argument("--num-beams", type=int, default=None, help="beam width (default: the model's; at least k)")
     p.add_argument("--batch-size", type=int, default=None, help="histories decoded together (default: the model's)")
-    p.add_argument("--include-seen", action="store_true", help="allow items of the history among the recommendations")
+    p.add_argument("--exclude-seen", action="store_true",
+                   help="never recommend an item of the history (default: allowed, as the evaluation ranks)")
     p.add_argument("--strict", action="store_true", help="unknown item ids are an error (default: skipped and counted)")
     p.add_argument("--empty-history", choices=["error", "popular"], default="error",
                    help="an empty (or all-unknown) history: 'error' (default) or 'popular' (most frequent training items)")
@@ -365,16 +366,18 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR", help="bundle folder to write (new, empty, or an older bundle)")
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the bundle to this Hub model repo")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument("--allow-missing-data", action="store_true",
+                   help="export a run folder even when its dataset cannot be loaded (no popular items, every user id hashed)")
     p.add_argument("--no-user-ids", action="store_true",
                    help="leave the training user ids out of the bundle (every user id is then hashed to its user token)")
     return p
 
 
-def _load_recommender(args):
+def _load_recommender(args, require_training_data: bool = False):
     from genrec.pipeline import GenerativeRecommender
 
     return GenerativeRecommender.from_pretrained(args.model, tokenizer=args.tokenizer, device=args.device, data_dir=args.data_dir,
-                                                 base_model=args.base_model)
+                                                 base_model=args.base_model, require_training_data=require_training_data)
 
 
 def run_recommend(argv: list[str]) -> int:
@@ -392,7 +395,7 @@ def run_recommend(argv: list[str]) -> int:
     recommender = _load_recommender(args)
     try:
         results = recommender.recommend([r.history for r in requests], k=args.k, user_ids=[r.user_id for r in requests],
-                                        exclude_seen=not args.include_seen, strict=args.strict, empty_history=args.empty_history,
+                                        exclude_seen=args.exclude_seen, strict=args.strict, empty_history=args.empty_history,
                                         num_beams=args.num_beams, batch_size=args.batch_size)
     except UnknownItemError as e:
         ids = e.unknown_item_ids
@@ -415,7 +418,7 @@ def run_export(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.out is None and args.push_to_hub is None:
         parser.error("give --out DIR and/or --push-to-hub REPO_ID")
-    recommender = _load_recommender(args)
+    recommender = _load_recommender(args, require_training_data=not args.allow_missing_data)
     if args.out is not None:
         folder = recommender.save_pretrained(args.out, include_user_ids=not args.no_user_ids)
         print(f"{PROG} export: {recommender!r} -> {folder}", file=sys.stderr)
@@ -453,6 +456,13 @@ def _resolve_config(argv: list[str]) -> list[str]:
                 if candidate.is_file():
                     out[index] = prefix + str(candidate)
                     break
+            else:
+                from genrec.config import ConfigError
+
+                names = sorted(p.stem for p in packaged_configs_dir().glob("*.yaml"))
+                close = difflib.get_close_matches(Path(value).stem, names, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else f"packaged configs: {', '.join(names)}"
+                raise ConfigError(f"--config {value}: no such file and no packaged config of that name; {hint}")
         break
     return out
 
@@ -494,7 +504,9 @@ def run_recipe(name: str, argv: list[str]) -> int:
         module.main(_resolve_config(argv))
     except SystemExit as e:  # --help, or argparse usage errors
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except (ConfigError, DataError) as e:  # a bad config key or dataset: the message says it all (other errors keep their traceback)
+    except (ConfigError, DataError, FileNotFoundError, NotADirectoryError) as e:
+        # a bad config key, dataset or folder (a mistyped --run or tokenizer_dir): the message says it all
+        # (other errors keep their traceback)
         print(f"{PROG} {name}: error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -113,5 +113,26 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}: invalid YAML: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
+    where = str(path) if path else "config"
+    if path is not None:
+        from_dict(cls, data, where=where)  # the file's own errors name the file
+    for override in overrides or []:  # ... and a command-line typo names the override, not the file
+        try:
+            from_dict(cls, apply_overrides({}, [override]), where="config")
+        except ConfigError as e:
+            raise ConfigError(f"command-line override '{override}': {e}") from None
+        except (TypeError, ValueError):
+            pass  # a cross-field rule that only the merged config can satisfy: checked below
     apply_overrides(data, overrides or [])
-    return from_dict(cls, data, where=str(path) if path else "config")
+    return from_dict(cls, data, where=where)
+
+
+def add_data_dir_argument(parser) -> None:
+    """``--data-dir DIR`` on a recipe's command line: the same as the override ``data_dir=DIR``."""
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder holding the datasets (= the override data_dir=DIR; default $GENREC_DATA_DIR)")
+
+
+def data_dir_overrides(args) -> list[str]:
+    """The recipe's overrides with ``--data-dir`` appended as ``data_dir=...`` (see :func:`add_data_dir_argument`)."""
+    return list(args.overrides) + ([f"data_dir={args.data_dir}"] if getattr(args, "data_dir", None) else [])

@@ -637,17 +637,23 @@ class GenerativeRecommender:
         return self.recommend(histories, k=k, **kwargs)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, user_ids: Sequence[str | None] | None = None,
-                  exclude_seen: bool = True, strict: bool = False, empty_history: EmptyHistory = "error",
+                  exclude_seen: bool = False, strict: bool = False, empty_history: EmptyHistory = "error",
                   num_beams: int | None = None, batch_size: int | None = None) -> list[Recommendation]:
         """Top-``k`` catalogue items for each history.
+
+        Called with each user's id (``user_ids``) and the defaults, the lists are the ones the
+        recipe's evaluation ranks (same prompts, user tokens and search; tested). Without a user id a
+        history gets user-token bucket 0, which evaluation never uses for an unknown user;
+        ``exclude_seen=True`` drops items of the history, which evaluation does not.
 
         Args:
             histories: B histories, each a list of raw item ids, oldest first (integers are read as
                 their decimal string). Pass ``[history]`` for one user.
             k: items per history.
-            user_ids: B user ids (or None entries) choosing the user tokens; None = no user ids.
+            user_ids: B user ids (or None entries) choosing the user tokens (training users: their own
+                token; other ids: a hash bucket); None = no user ids (bucket 0 for every history).
             exclude_seen: never recommend an item of the history (all of it, not only the last
-                ``max_history`` items the model reads).
+                ``max_history`` items the model reads). Default False, as evaluation ranks.
             strict: unknown item ids raise :class:`UnknownItemError`; otherwise they are skipped, counted
                 in each result's ``unknown_item_ids`` and reported in one warning per call.
             empty_history: a history that is empty (or only unknown ids): ``"error"`` raises
@@ -840,7 +846,8 @@ class GenerativeRecommender:
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, tokenizer: SIDTokenizer | str | Path | None = None,
                         device=None, data_dir: str | Path | None = None, base_model: str | Path | None = None,
                         revision: str | None = None, cache_dir: str | Path | None = None, force_download: bool = False,
-                        token: str | bool | None = None, local_files_only: bool = False) -> GenerativeRecommender:
+                        token: str | bool | None = None, local_files_only: bool = False,
+                        require_training_data: bool = False) -> GenerativeRecommender:
         """Load a bundle folder (:meth:`save_pretrained`), a training run folder, or a Hub repo id.
 
         Args:
@@ -857,6 +864,9 @@ class GenerativeRecommender:
             base_model: LoRA run folders only: the pretrained checkpoint folder the adapter was trained on
                 (default: the adapter's ``base_model_name_or_path``, then the run's ``model.lora.pretrained``).
             revision, cache_dir, force_download, token, local_files_only: Hub repos only (``snapshot_download``).
+            require_training_data: run folders only: an error instead of a warning when the run's dataset
+                cannot be loaded (``genrec export`` sets it: a bundle without popular items and training
+                users would hash every user id and could not answer empty histories).
         """
         device = _resolve_device(device)
         path = Path(pretrained_model_name_or_path).expanduser()
@@ -866,7 +876,8 @@ class GenerativeRecommender:
             if (path / CONFIG_FILE).is_file():
                 return cls._load_bundle(path, str(path), tokenizer=tokenizer, device=device)
             if (path / "best").is_dir() or (path / "vocab.json").is_file() or (path / "token_space.json").is_file():
-                return cls.from_run(path, tokenizer=tokenizer, device=device, data_dir=data_dir, base_model=base_model)
+                return cls.from_run(path, tokenizer=tokenizer, device=device, data_dir=data_dir, base_model=base_model,
+                                    load_training_data="required" if require_training_data else True)
             raise FileNotFoundError(f"{path}: neither a genrec recommender bundle (no {CONFIG_FILE}) nor a train_genrec.py "
                                     "run folder (no best/ and token_space.json or vocab.json)")
         folder = _download(str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
@@ -966,7 +977,7 @@ class GenerativeRecommender:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, tokenizer: SIDTokenizer | str | Path | None = None, device=None,
-                 data_dir: str | Path | None = None, load_training_data: bool = True,
+                 data_dir: str | Path | None = None, load_training_data: bool | str = True,
                  base_model: str | Path | None = None) -> GenerativeRecommender:
         """Build from a ``recipes/train_genrec.py`` output folder.
 
@@ -982,7 +993,8 @@ class GenerativeRecommender:
             data_dir: where the run's dataset is (default: the run's ``data_dir``, then ``$GENREC_DATA_DIR``).
             load_training_data: load the run's dataset for the popular items (counts over the training
                 part of the leave-one-out split) and the training users (their user-token buckets).
-                If it cannot be loaded, both are left out with a warning. A LoRA run that put item text
+                If it cannot be loaded, both are left out with a warning ("required": an error). The split
+                holds out the run's cold items (``cold_item_fraction``), as training did. A LoRA run that put item text
                 into the input always needs the dataset's item table (an error without it).
             base_model: LoRA runs: the pretrained checkpoint folder (default: the adapter's
                 ``base_model_name_or_path``, then the run's ``model.lora.pretrained``).
@@ -1025,10 +1037,18 @@ class GenerativeRecommender:
         if load_training_data or needs_items:
             try:
                 from genrec.data import leave_one_out_split, load_dataset
+                from genrec.data.split import cold_item_mask
 
                 dataset = load_dataset(_run_path(run, cfg, cfg["dataset"]), data_dir or _run_path(run, cfg, cfg.get("data_dir")))
-                split = leave_one_out_split(dataset, max_history=int(cfg.get("max_history", 20))) if load_training_data else None
+                # The run's cold items were never trained on: popular items and training users must not count them.
+                cold = cold_item_mask(len(dataset.item_ids), float(cfg.get("cold_item_fraction", 0.0)), int(cfg.get("cold_item_seed", 0)))
+                split = (leave_one_out_split(dataset, max_history=int(cfg.get("max_history", 20)), cold_items=cold)
+                         if load_training_data else None)
             except (OSError, ValueError, KeyError) as e:
+                if load_training_data == "required":
+                    raise ValueError(f"{run}: cannot load the run's dataset {cfg.get('dataset')!r} ({e}): pass the data directory "
+                                     "(--data-dir / data_dir=); without it the bundle would have no popular items and no "
+                                     "training users (--allow-missing-data exports it anyway)") from e
                 if needs_items:
                     raise ValueError(f"{run}: cannot load the run's dataset {cfg.get('dataset')!r} ({e}): this LoRA run put item "
                                      f"text ({lora_cfg.get('item_text_template', '{title}')!r}) into its inputs, which needs the "

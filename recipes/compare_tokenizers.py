@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrec.config import ConfigError, load_config
+from genrec.config import ConfigError, add_data_dir_argument, data_dir_overrides, load_config
 from genrec.eval.report import write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling recipes, also when run as a script
@@ -215,10 +215,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (see recipes/configs/compare_*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] output_dir=runs/cmp")
+    add_data_dir_argument(parser)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs, train nothing")
     parser.add_argument("--run-one", nargs=2, metavar=("TOKENIZER", "SEED"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
-    cfg = load_config(CompareConfig, _config_path(args.config), args.overrides)
+    cfg = load_config(CompareConfig, _config_path(args.config), data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.run_one:
         name, seed = args.run_one[0], int(args.run_one[1])

@@ -17,7 +17,7 @@ pretrained Hugging Face LM + LoRA from ``model.lora``: SID tokens added to its t
 new embedding rows trained, item titles mixed into the history). All three share the data split,
 the SID table, the training loop and trie-constrained beam search.
 
-Steps: load the dataset and its leave-one-out split (METHOD.md section 8), load the item -> SID
+Steps: load the dataset and its leave-one-out split (docs/method.md section 8), load the item -> SID
 table written by ``recipes/train_tokenizer.py``, turn histories into token sequences, build the
 model, train it with the Accelerate loop (validation NDCG@10 picks the best epoch; resumable
 checkpoints under ``checkpoints/``), then evaluate the best model on the full validation and test
@@ -47,7 +47,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoTokenizer
 
-from genrec.config import load_config
+from genrec.config import add_data_dir_argument, data_dir_overrides, load_config
 from genrec.data import (
     CausalCollator,
     EveryTargetCollator,
@@ -75,7 +75,7 @@ from genrec.models import (
 )
 from genrec.models.lora import extend_tokenizer, is_seq2seq_checkpoint
 from genrec.tokenizer import SIDTable
-from genrec.training import TrainingConfig, atomic_write_json, resolve_mixed_precision, train
+from genrec.training import TrainingConfig, atomic_write_json, choose_num_threads, resolve_mixed_precision, train
 from genrec.vocab import SIDVocab
 
 logger = logging.getLogger("train_genrec")
@@ -236,11 +236,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in <output_dir>/checkpoints (a fresh start if there is none)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=3 model.d_model=64")
+    add_data_dir_argument(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(GenRecConfig, args.config, args.overrides)
+    cfg = load_config(GenRecConfig, args.config, data_dir_overrides(args))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     precision = resolve_mixed_precision(cfg.training.mixed_precision)
+    threads, why = choose_num_threads(cfg.training.num_threads)
+    torch.set_num_threads(threads)  # (a CUDA run uses them for data only)
+    logging.getLogger("train_genrec").info("torch threads: %d (%s)", threads, why)
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.training.grad_accum_steps)
     if not accelerator.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)

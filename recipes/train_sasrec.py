@@ -3,7 +3,7 @@
     python recipes/train_sasrec.py --config recipes/configs/sasrec.yaml dataset=ml_100k output_dir=runs/ml100k/sasrec
     python recipes/train_sasrec.py --config recipes/configs/sasrec.yaml cold_item_fraction=0.1   # cold-start protocol
 
-Same data as ``train_genrec.py``: the leave-one-out split (METHOD.md section 8; with the cold-start
+Same data as ``train_genrec.py``: the leave-one-out split (docs/method.md section 8; with the cold-start
 protocol when ``cold_item_fraction`` > 0), training on every training target with at most
 ``max_history`` items of context, validation NDCG@10 over the full catalogue picks the best epoch,
 then the test split is ranked over the full catalogue (no items are excluded, as for the generative
@@ -26,7 +26,7 @@ from accelerate.utils import set_seed
 from datasets import Dataset
 from transformers import GPT2LMHeadModel
 
-from genrec.config import load_config
+from genrec.config import add_data_dir_argument, data_dir_overrides, load_config
 from genrec.data import CausalCollator, load_dataset
 from genrec.data.split import cold_item_mask, leave_one_out_split
 from genrec.eval.evaluate import evaluate_ranker
@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (recipes/configs/sasrec.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=50 model.hidden_size=128")
+    add_data_dir_argument(parser)
     args = parser.parse_args(argv)
-    cfg = load_config(SASRecRunConfig, args.config, args.overrides)
+    cfg = load_config(SASRecRunConfig, args.config, data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.training.mixed_precision))
     out = Path(cfg.output_dir)

@@ -15,7 +15,7 @@ disk, see ``genrec.data.embed``), fit the quantiser named by ``method`` (``rando
   ``sid_tokenizer_config.json`` (quantiser config, level sizes, embedding model, text template,
   metrics), ``quantizer.safetensors``, the SID table ``sid_table.safetensors`` + ``sid_items.json``
   (what the genrec recipe reads) and a ``README.md`` model card;
-- ``metrics.json``: METHOD.md section 7 metrics on the codes before dedup, timings, the per-epoch
+- ``metrics.json``: docs/method.md section 7 metrics on the codes before dedup, timings, the per-epoch
   training history (every loss term, regulariser term and diagnostic) and this recipe's config.
 
 Regularisers (trainable quantisers only): ``regularizers`` is a preset name (``quasid``, ``adasid``,
@@ -25,7 +25,7 @@ Masks and the gate read the raw content embeddings. Terms that need collaborativ
 them from ``train_cf_embeddings`` on the *training* part of the leave-one-out split (``cf`` section;
 cached); the ``group`` mask reads ``group_column`` from the item table.
 
-Cold-start protocol (``cold_item_fraction`` > 0; METHOD.md section 8 plus ``genrec.data.split``):
+Cold-start protocol (``cold_item_fraction`` > 0; docs/method.md section 8 plus ``genrec.data.split``):
 the items of ``select_cold_items(num_items, cold_item_fraction, cold_item_seed)`` are held out: the
 quantiser, its regularisers and the CF embeddings see only the warm items (and the training split
 without the cold items' interactions). The cold items are then encoded afterwards with
@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrec.config import ConfigError, load_config
+from genrec.config import ConfigError, add_data_dir_argument, data_dir_overrides, load_config
 from genrec.data import DataError, embed_texts, item_texts, load_dataset
 from genrec.data.features import feature_source, normalize_specs
 from genrec.data.split import cold_item_mask, leave_one_out_split
@@ -295,9 +295,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (see recipes/configs/tokenizer_*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 codebook_sizes=[64,64,64] quantizer.beta=0.5")
+    add_data_dir_argument(parser)
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the tokenizer to this Hugging Face Hub repo")
     args = parser.parse_args(argv)
-    cfg = load_config(TrainTokenizerConfig, args.config, args.overrides)
+    cfg = load_config(TrainTokenizerConfig, args.config, data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(cfg.output_dir)
     timings: dict[str, float] = {}

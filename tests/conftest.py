@@ -29,3 +29,12 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def recipes_keep_the_test_thread_count(monkeypatch):
+    """Recipes pick torch's thread count from the free cores unless OMP_NUM_THREADS says otherwise
+    (``genrec.training.choose_num_threads``); in tests they keep the count the test runs with, so two
+    recipe runs in one test compute with the same threads (exact comparisons) whatever the machine's load."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))

@@ -66,7 +66,8 @@ def test_command_line_end_to_end(trained_run):
     histories = [{"user_id": "user0", "history": ["item1", "item4", "item7"]}, {"history": ["item10", "item13", "not-an-item"]},
                  {"user_id": "stranger", "history": ["item30"]}]
     (root / "histories.json").write_text(json.dumps(histories))
-    run = genrec("recommend", "--model", "run", "--input", "histories.json", "--output", "recs.csv", "--k", "5", env=env, cwd=root)
+    run = genrec("recommend", "--model", "run", "--input", "histories.json", "--output", "recs.csv", "--k", "5", "--exclude-seen",
+                 env=env, cwd=root)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "skipped 1 unknown item id(s) in 1 of 3 request(s): request 1: 1 (['not-an-item'])" in run.stderr
     assert "3 request(s), k=5; 1 unknown item id(s) skipped in 1 request(s); 0 popularity fallback(s) -> recs.csv" in run.stderr
@@ -76,13 +77,13 @@ def test_command_line_end_to_end(trained_run):
     assert [r["user_id"] for r in rows] == ["user0"] * 5 + ["1"] * 5 + ["stranger"] * 5  # a missing user id: the request's position
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5] * 3
     for request, block in zip(histories, (rows[:5], rows[5:10], rows[10:]), strict=True):
-        assert not {r["item_id"] for r in block} & set(request["history"])  # seen items excluded by default
+        assert not {r["item_id"] for r in block} & set(request["history"])  # seen items excluded (--exclude-seen)
 
     # The same answer in-process from the run folder.
     from genrec.pipeline import GenerativeRecommender
 
     rec = GenerativeRecommender.from_pretrained(root / "run", device="cpu")
-    expected = rec.recommend([h["history"] for h in histories], k=5, user_ids=[h.get("user_id") for h in histories])
+    expected = rec.recommend([h["history"] for h in histories], k=5, user_ids=[h.get("user_id") for h in histories], exclude_seen=True)
     assert [r["item_id"] for r in rows] == [item for r in expected for item in r.item_ids]
     np.testing.assert_allclose([float(r["score"]) for r in rows], [s for r in expected for s in r.scores], atol=1e-4)
     assert rec.metrics["test"] == pytest.approx(metrics["test"])

@@ -16,7 +16,7 @@ def frame(rows):
 
 
 def reference_split(rows, item_ids, max_history, min_interactions):
-    """Straightforward per-user version of METHOD.md section 8, for comparison."""
+    """Straightforward per-user version of docs/method.md section 8, for comparison."""
     index = {item: i for i, item in enumerate(item_ids)}
     users = list(dict.fromkeys(u for u, _, _ in rows))
     train, valid, test, kept, skipped = [], [], [], [], []

@@ -205,7 +205,9 @@ def test_user_tokens_follow_training_order_then_hash(setup):
 def test_exclude_seen_and_k(setup):
     rec, split = setup["rec"], setup["split"]
     histories = histories_of(split, split.test)[:10]
-    for r, h in zip(rec.recommend(histories, k=10, num_beams=40), histories, strict=True):
+    default = rec.recommend(histories, k=10, num_beams=40)  # as evaluation ranks: seen items allowed
+    assert default == rec.recommend(histories, k=10, num_beams=40, exclude_seen=False)
+    for r, h in zip(rec.recommend(histories, k=10, num_beams=40, exclude_seen=True), histories, strict=True):
         assert not set(r.item_ids) & set(h) and len(r.item_ids) == 10
         assert r.scores == sorted(r.scores, reverse=True)
     with_seen = rec.recommend(histories, k=30, exclude_seen=False)  # k above the bundle's 12 beams: k beams are used

@@ -239,7 +239,7 @@ def test_early_stopping_after_patience_validations_without_improvement(tmp_path)
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
     from genrec.training import resolve_mixed_precision
-    from genrec.training.precision import cpu_flags
+    from genrec.training.hardware import cpu_flags
 
     assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "avx512f", "avx512_bf16"}) == "bf16"
     assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "amx_bf16", "amx_tile"}) == "bf16"
@@ -256,9 +256,51 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
-    from genrec.training.precision import cpu_flags
+    from genrec.training.hardware import cpu_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_thread_count_from_the_setting_the_environment_or_the_free_cores(monkeypatch):
+    from genrec.training import choose_num_threads
+
+    assert choose_num_threads(3)[0] == 3
+    with pytest.raises(ValueError, match="num_threads"):
+        choose_num_threads(0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert choose_num_threads(None) == (5, "OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert choose_num_threads(None, cpu_count=2, load=0.1)[0] == 2  # idle machine: every core
+    assert choose_num_threads(None, cpu_count=2, load=1.2)[0] == 1  # another job holds a core
+    assert choose_num_threads(None, cpu_count=2, load=6.0)[0] == 1  # overloaded: still one thread
+    assert choose_num_threads(None, cpu_count=16, load=3.4)[0] == 13
+
+
+def test_cpu_share_monitor_warns_once_when_the_cores_are_shared(monkeypatch, caplog):
+    import genrec.training.hardware as hw
+
+    clock = {"wall": 0.0, "cpu": 0.0}
+    monkeypatch.setattr(hw.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(hw.time, "process_time", lambda: clock["cpu"])
+    monitor = hw.CpuShareMonitor(threads=2, threshold=0.6, min_seconds=30)
+    clock.update(wall=10.0, cpu=5.0)
+    assert monitor.update() is None  # too early to tell
+    clock.update(wall=40.0, cpu=76.0)  # 95% of 2 threads x 40 s: alone on the machine
+    with caplog.at_level("WARNING"):
+        assert monitor.update() == pytest.approx(0.95) and not caplog.records
+        clock.update(wall=100.0, cpu=100.0)  # 50%: another job shares the cores
+        assert monitor.update() == pytest.approx(0.5)
+        monitor.update()
+    assert len([r for r in caplog.records if "other jobs share the cores" in r.getMessage()]) == 1
+
+
+def test_a_wall_clock_budget_ending_in_warmup_is_reported(tmp_path, caplog):
+    vocab = SIDVocab((4, 2, 1))
+    cfg = TrainingConfig(epochs=5, batch_size=16, warmup_steps=100, max_train_minutes=1e-9)
+    with caplog.at_level("WARNING"):
+        result = train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, cfg, tmp_path)
+    assert result.steps == 1
+    assert any("ended during the learning-rate warmup (step 1 of 10 warmup steps)" in r.getMessage() for r in caplog.records)

@@ -8,7 +8,7 @@ Works on tensors only; it knows nothing of the recommender models or of evaluati
 - regularisers (:class:`Regularizer`) plug into any trainable quantiser's ``fit``;
 - :func:`add_dedup_codes` and :class:`SIDTable` (item <-> SID); a fitted quantiser and its table are
   saved and loaded together as a :class:`SIDTokenizer` (``save_pretrained`` / ``from_pretrained``);
-- :func:`tokenizer_metrics` (METHOD.md section 7);
+- :func:`tokenizer_metrics` (docs/method.md section 7);
 - multimodal input (:mod:`genrec.tokenizer.fusion`): :func:`pack_sources` packs several feature
   sources with presence flags, :class:`ConcatFusion` / :class:`ProjectionFusion` fuse them
   (``RQVAE(..., fusion=config)`` learns the fusion; :class:`FusedQuantizer`, ``"fused"``, puts a

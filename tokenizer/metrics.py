@@ -1,4 +1,4 @@
-"""Tokenizer-quality metrics (METHOD.md section 7), computed on the L codes *before* the dedup code.
+"""Tokenizer-quality metrics (docs/method.md section 7), computed on the L codes *before* the dedup code.
 
 Keys returned by :func:`tokenizer_metrics` (N items, L levels, K_l codes at level l; a "pair" is an
 unordered pair of distinct items; logs are natural):
@@ -123,7 +123,7 @@ def _distant_pairs_in_buckets(buckets: tuple[torch.Tensor, torch.Tensor, torch.T
 def tokenizer_metrics(codes: torch.Tensor, codebook_sizes, x: torch.Tensor | None = None, recon_error: float | None = None,
                       num_random_pairs: int = 200_000, seed: int = 0, distant_threshold: float = 0.5,
                       exact_pairs_max_items: int = 50_000) -> dict:
-    """All METHOD.md section-7 metrics (see the module docstring for every key).
+    """All docs/method.md section-7 metrics (see the module docstring for every key).
 
     Args:
         codes: (N, L) integer codes before the dedup code, level l in [0, codebook_sizes[l]).

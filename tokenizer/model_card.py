@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 CARD_FILE = "README.md"
 
-# Metrics shown first in the card table, in this order (METHOD.md section 7); others follow by name.
+# Metrics shown first in the card table, in this order (docs/method.md section 7); others follow by name.
 _HEADLINE_METRICS = ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization",
                      "mean_normalized_entropy", "sid_entropy_ratio", "harmful_near_collision_share", "recon_error")
 

@@ -1,4 +1,4 @@
-"""Candidate overlapping pairs inside code buckets, and catalogue-wide bucket loads (METHOD.md sections 2, 5).
+"""Candidate overlapping pairs inside code buckets, and catalogue-wide bucket loads (docs/method.md sections 2, 5).
 
 Two items *overlap* when their codes differ at few levels: Hamming distance ``h`` in ``0..L``
 (0 = full collision), severity ``s = (L - h) / L``, shared prefix ``p`` = number of leading levels

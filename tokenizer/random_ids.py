@@ -1,4 +1,4 @@
-"""Random IDs: L uniformly random codes per item, the no-semantics baseline (METHOD.md section 6)."""
+"""Random IDs: L uniformly random codes per item, the no-semantics baseline (docs/method.md section 6)."""
 
 from __future__ import annotations
 

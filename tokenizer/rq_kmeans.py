@@ -1,4 +1,4 @@
-"""RQ-KMeans: residual k-means on standardised embeddings, no trained encoder (METHOD.md section 6)."""
+"""RQ-KMeans: residual k-means on standardised embeddings, no trained encoder (docs/method.md section 6)."""
 
 from __future__ import annotations
 

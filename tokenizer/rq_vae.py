@@ -1,6 +1,6 @@
 """RQ-VAE (TIGER): MLP encoder, residual quantisation with the straight-through estimator, MLP decoder.
 
-METHOD.md section 1. With x standardised per dimension, ``z = E(x)``, ``r^1 = z``,
+docs/method.md section 1. With x standardised per dimension, ``z = E(x)``, ``r^1 = z``,
 ``c^l = argmin_k ||r^l - e^l_k||``, ``r^{l+1} = r^l - e^l_{c^l}``, ``zq = sum_l e^l_{c^l}``,
 ``x_hat = D(z + sg[zq - z])`` (straight-through estimator), and the base loss terms are
 

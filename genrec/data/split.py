@@ -1,4 +1,4 @@
-"""Chronological leave-one-out split (METHOD.md section 8, the TIGER protocol).
+"""Chronological leave-one-out split (docs/method.md section 8, the TIGER protocol).
 
 Per user, the interactions are sorted by timestamp (stable: ties keep file order). With the
 user's sequence ``s_0 .. s_{n-1}``:

@@ -56,7 +56,7 @@ from genrec.training.checkpoint import (
     publish_checkpoint,
     replace_dir,
 )
-from genrec.training.precision import resolve_mixed_precision
+from genrec.training.hardware import CpuShareMonitor, resolve_mixed_precision
 from genrec.training.sampler import LengthBucketBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     grad_accum_steps: int = 1
     mixed_precision: str = "auto"  # "auto" (bf16 where the hardware has it natively, else fp32) | "no" | "bf16" | "fp16"
+    num_threads: int | None = None  # torch threads on CPU, set by the recipes (None: $OMP_NUM_THREADS, else the free cores)
     length_bucketing: bool = True  # False: plain shuffled batches (bucket_factor 1)
     bucket_factor: int = 50
     eval_every_epochs: int = 1  # validate after every N epochs (and after the last)
@@ -209,6 +210,8 @@ def train(
     # cores, so learning curves of runs on a busy machine stay comparable; validation is left out.
     cpu = {"start": time.process_time() - pos.cpu_seconds}
     last_checkpoint = time.perf_counter()
+    cpu_monitor = CpuShareMonitor(torch.get_num_threads()) if accelerator.device.type == "cpu" else None
+    pace = {"steps": result.steps, "at": time.perf_counter(), "reported": False}
 
     def elapsed() -> float:
         return time.perf_counter() - start
@@ -298,6 +301,13 @@ def train(
             result.steps += 1
             if result.steps % cfg.log_every_steps == 0:
                 bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if cpu_monitor is not None:
+                cpu_monitor.update()
+            if not pace["reported"] and result.steps - pace["steps"] >= 20:
+                pace["reported"] = True  # the first 20 steps include warm-up costs: a slight overestimate
+                per_step = (time.perf_counter() - pace["at"]) / (result.steps - pace["steps"])
+                logger.info("%.2f s per optimizer step: the %d steps left take about %.0f min (validation not counted)",
+                            per_step, max(0, total_steps - result.steps), per_step * max(0, total_steps - result.steps) / 60)
             budget_hit = out_of_budget()
             if budget_hit:
                 break
@@ -350,6 +360,10 @@ def train(
         if budget_hit:
             why = "no improvement (early stopping)" if result.early_stopped else "budget reached"
             logger.info("stopping after %d steps (%.1f min): %s", result.steps, elapsed() / 60, why)
+            if not result.early_stopped and result.steps < warmup:
+                logger.warning("the budget ended during the learning-rate warmup (step %d of %d warmup steps): the model is "
+                               "barely trained; give a step budget (training.max_steps) rather than a wall-clock one, or "
+                               "fewer warmup steps", result.steps, warmup)
             break
     result.cpu_seconds = time.process_time() - cpu["start"]
     accelerator.wait_for_everyone()

@@ -40,7 +40,7 @@ class RegularizerGroup(Regularizer):
 
 
 class AdaSIDRegularizer(RegularizerGroup):
-    """AdaSID (METHOD.md section 4): ``lambda_rep(t) sum g a relu(m - d)^2 / sum g a + lambda_cf(t) L_cf``.
+    """AdaSID (docs/method.md section 4): ``lambda_rep(t) sum g a relu(m - d)^2 / sum g a + lambda_cf(t) L_cf``.
 
     Args:
         gate, load, schedule, contrastive: switch each stage on/off (ablations).

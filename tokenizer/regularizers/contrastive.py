@@ -40,7 +40,7 @@ class DualTowerContrastive(Regularizer):
         weight: lambda_cf, a constant or a function of progress t (e.g. ``ProgressSchedule.cf_weight``).
         temperature: tau of the InfoNCE.
         proj_dim, hidden_dim: sizes of both two-layer projection heads.
-        on: ``"zq"`` (default, METHOD.md) or ``"z"``.
+        on: ``"zq"`` (default, docs/method.md) or ``"z"``.
         covered: optional (N,) bool, items that have CF data (default: rows that are not all zero).
         num_items: N, to check the table's rows.
         name: loss-term name. seed: initialisation of the heads (independent of the global RNG).

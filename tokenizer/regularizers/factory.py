@@ -1,4 +1,4 @@
-"""Regularisers from a plain config dict, and the named presets of the comparison (METHOD.md section 6).
+"""Regularisers from a plain config dict, and the named presets of the comparison (docs/method.md section 6).
 
 A config has up to six sections; a section that is present is on unless it says ``enabled: false``,
 a missing section is off, and unknown keys are errors. Defaults (ours, untuned beyond the synthetic

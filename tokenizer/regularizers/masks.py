@@ -1,4 +1,4 @@
-"""Conflict-aware valid pair masking (QuaSID, METHOD.md section 3): which overlaps are benign.
+"""Conflict-aware valid pair masking (QuaSID, docs/method.md section 3): which overlaps are benign.
 
 A :class:`PairMask` marks candidate pairs whose code overlap is *benign* (not a conflict) so the
 repulsion ignores them: the same item twice in a batch, near-duplicate content (the same product

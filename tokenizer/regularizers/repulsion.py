@@ -1,4 +1,4 @@
-"""Hamming-guided margin repulsion (QuaSID, METHOD.md sections 3-4, ours): the plug-and-play repulsion term.
+"""Hamming-guided margin repulsion (QuaSID, docs/method.md sections 3-4, ours): the plug-and-play repulsion term.
 
 For the candidate pairs of a batch (codes differing at <= H levels, formed inside code buckets by
 :func:`genrec.tokenizer.pairs.candidate_pairs`):
@@ -48,7 +48,7 @@ class HammingMarginRepulsion(Regularizer):
         max_hamming: H, pairs with codes differing at <= H levels are candidates.
         masks: :class:`PairMask` objects; a pair any mask marks benign is left out.
         pair_weights: :class:`PairWeight` hooks multiplied into each pair's weight (AdaSID gate, load).
-        on: ``"z"`` (default, METHOD.md) or ``"zq"``.
+        on: ``"z"`` (default, docs/method.md) or ``"zq"``.
         max_pairs: cap on candidate pairs per batch; above it a seeded random subset is kept and the
             number left out is counted (``subsampled_out``). None = no cap.
         name: loss-term name, also the prefix of the diagnostics.

@@ -1,4 +1,4 @@
-"""AdaSID's adaptive pressure (METHOD.md section 4, ours): per-pair gate and load weights, and the progress schedule.
+"""AdaSID's adaptive pressure (docs/method.md section 4, ours): per-pair gate and load weights, and the progress schedule.
 
 Pair weights multiply the repulsion of each candidate pair (after masking):
 ``L_rep = sum_pairs M g a relu(m - d)^2 / max(1, sum_pairs M g a)``. They are constants for the
