@@ -251,3 +251,44 @@ def test_lora_run_export_and_recommend(recipe_runs, tmp_path, capsys):  # noqa: 
     config = json.loads((tmp_path / "bundle" / "genrec_config.json").read_text())
     assert config["model_type"] == "lora" and config["lora"]["architecture"] == "causal"
     assert "fine-tuned with LoRA" in (tmp_path / "bundle" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("command,config", [("train", "genrec_beauty"), ("train-tokenizer", "tokenizer_rqvae"),
+                                            ("train-sasrec", "sasrec")])
+def test_data_dir_option_on_the_training_commands(command, config, tmp_path, capsys):
+    """``--data-dir`` (as the README says) is accepted by every training command and used to find the dataset."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # each recipe builds its Accelerator with its own precision
+    assert cli.main([command, "--config", config, "--data-dir", str(tmp_path), "dataset=no_such_dataset",
+                     f"output_dir={tmp_path / 'out'}"]) == 1
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" not in err and str(tmp_path / "no_such_dataset") in err and "Traceback" not in err
+
+
+def test_config_typos_get_suggestions_and_name_the_override(capsys):
+    assert cli.main(["train", "--config", "genrec_beuaty"]) == 1
+    assert "did you mean genrec_beauty" in capsys.readouterr().err
+    assert cli.main(["train", "--config", "genrec_beauty", "training.learning_rat=0.1"]) == 1
+    err = capsys.readouterr().err
+    assert "command-line override 'training.learning_rat=0.1'" in err and "Did you mean learning_rate" in err
+    assert "genrec_beauty.yaml" not in err  # the file is fine: the typo is on the command line
+
+
+def test_missing_folders_are_messages_not_tracebacks(tmp_path, capsys):
+    assert cli.main(["evaluate", "--run", str(tmp_path / "no_run")]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "no_run") in err and "Traceback" not in err
+
+
+def test_export_refuses_to_drop_the_training_data_silently(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = Path(shutil.copytree(trained_run["root"] / "run", tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints")))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "dataset": str(tmp_path / "moved"),
+                                                 "tokenizer_dir": str(trained_run["root"] / "tok")}))
+    assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "bundle")]) == 1
+    assert "cannot load the run's dataset" in capsys.readouterr().err and not (tmp_path / "bundle").exists()
+    assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "bundle"), "--allow-missing-data"]) == 0
+    assert not (tmp_path / "bundle" / "popular_items.json").exists()
