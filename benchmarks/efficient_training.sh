@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Plain T5 (one target per prefix example) vs the every-target T5 (a causal encoder, every item of a history
+# window a target in one pass) on Amazon Beauty, each trained to convergence with the converged recipe
+# (recipes/configs/genrec_beauty_full.yaml), then compared by validation NDCG@10 against training CPU seconds:
+#
+#   GENREC_DATA_DIR=../shared/data nohup bash benchmarks/efficient_training.sh > efficient.log 2>&1 &
+#
+# Hours on 2 CPU cores (each run takes one core: THREADS=1 by default, both run side by side); rerun the
+# same command after an interruption: every run continues from its newest checkpoint.
+# Writes benchmarks/results/efficient_training/ (summary.json, curves.csv, curves.png).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${GENREC_DATA_DIR:?set GENREC_DATA_DIR to the folder holding amazon_beauty/}"
+OUT=${OUT:-runs/beauty_full}
+export OMP_NUM_THREADS=${THREADS:-1} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=268435456
+[ -f "$OUT/tokenizer/metrics.json" ] || python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml \
+    output_dir="$OUT/tokenizer"
+RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" --resume)
+python "${RECIPE[@]}" output_dir="$OUT/genrec" > "$OUT/plain.log" 2>&1 &
+# every_item: batches of 64 windows (~350 targets, ~1.4x the plain batch's 256), 500 warmup steps, validation
+# every 500 steps (~1.4 epochs); everything else as the plain run.
+python "${RECIPE[@]}" output_dir="$OUT/genrec_every" model.encoder=causal model.train_targets=every_item \
+    training.batch_size=64 training.warmup_steps=500 training.eval_every_steps=500 > "$OUT/every.log" 2>&1 &
+wait
+python benchmarks/efficient_training.py plain="$OUT/genrec" every_item="$OUT/genrec_every" --out benchmarks/results/efficient_training
