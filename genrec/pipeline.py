@@ -85,7 +85,7 @@ from genrec.models.lora import merge_lora
 from genrec.models.t5 import prompt_eos_id
 from genrec.models.tokens import TokenSpace
 from genrec.tokenizer import SIDTokenizer
-from genrec.tokenizer.hub import download_snapshot, refuse_pickles
+from genrec.tokenizer.hub import check_loadable_folder, download_snapshot, refuse_pickles
 from genrec.vocab import SIDVocab
 
 logger = logging.getLogger(__name__)
@@ -407,7 +407,8 @@ class CausalBackend(ModelBackend):
     def load(folder: Path):
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True).eval()
+        check_loadable_folder(folder, "recommenders")
+        return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=False).eval()
 
 
 class LoRABackend(ModelBackend):
@@ -427,8 +428,10 @@ class LoRABackend(ModelBackend):
     def load(folder: Path):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-        cls = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(folder).is_encoder_decoder else AutoModelForCausalLM
-        return cls.from_pretrained(folder, use_safetensors=True).eval()
+        check_loadable_folder(folder, "recommenders")
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        return cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False).eval()
 
 
 MODEL_BACKENDS: dict[str, type[ModelBackend]] = {"t5": T5Backend, "causal": CausalBackend, "lora": LoRABackend}
@@ -1144,9 +1147,9 @@ def _load_text_tokenizer(folder: Path):
     """The extended text tokenizer of a LoRA run or bundle (``AutoTokenizer``, local files only)."""
     from transformers import AutoTokenizer
 
-    _refuse_pickles([str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()], str(folder))
+    check_loadable_folder(folder, "recommenders")
     try:
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ValueError(f"{folder}: cannot load the text tokenizer ({e}); the files are missing or corrupted") from e
 

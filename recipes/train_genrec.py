@@ -176,7 +176,7 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_mo
         if with_model:
             model, text_tokenizer, space = build_lora(lcfg, sid_table.codebook_sizes, cfg.num_user_tokens)
         else:
-            text_tokenizer = AutoTokenizer.from_pretrained(lcfg.tokenizer or lcfg.pretrained)
+            text_tokenizer = AutoTokenizer.from_pretrained(lcfg.tokenizer or lcfg.pretrained, trust_remote_code=False)
             space = extend_tokenizer(text_tokenizer, sid_table.codebook_sizes, cfg.num_user_tokens, lcfg.sid_token_format)
         seq2seq = is_seq2seq_checkpoint(lcfg.pretrained)
         if lcfg.item_text_template:

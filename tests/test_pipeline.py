@@ -639,3 +639,40 @@ def test_push_to_hub_and_load_back_with_the_real_client(setup, saved_bundle, tmp
         assert [r["item_ids"] for r in got] == [r["item_ids"] for r in expected]
         np.testing.assert_allclose([r["scores"] for r in got], [r["scores"] for r in expected], rtol=1e-5, atol=1e-5)
     assert "pickle-based file(s) ['model/extra.pkl']" in result["pickle_error"]
+
+
+HOSTILE_CODE = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+
+
+def _plant_code(folder: Path, marker: Path, config_name: str = "config.json") -> None:
+    """What a malicious uploader would ship: a module that writes ``marker`` when imported, named by an auto_map."""
+    (folder / "evil_model.py").write_text(HOSTILE_CODE.format(marker=str(marker)))
+    config_path = folder / config_name
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoConfig": "evil_model.EvilConfig", "AutoModelForCausalLM": "evil_model.EvilModel",
+                          "AutoModelForSeq2SeqLM": "evil_model.EvilModel", "AutoTokenizer": ["evil_model.EvilTokenizer", None]}
+    config_path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("where", ["t5_bundle", "causal_run_best", "lora_run_text_tokenizer", "t5_bundle_auto_map_only"])
+def test_loading_never_runs_code_shipped_with_a_model(saved_bundle, recipe_runs, tmp_path, where, monkeypatch):
+    """Bundles, run folders and text tokenizers with a .py file or an auto_map are refused, naming the file; nothing runs."""
+    import shutil
+
+    monkeypatch.setattr("builtins.input", lambda *a, **k: "y")  # a user who would answer yes to transformers' prompt
+    marker = tmp_path / "marker"
+    if where.startswith("t5_bundle"):
+        folder = Path(shutil.copytree(saved_bundle, tmp_path / "bundle"))
+        _plant_code(folder / "model", marker)
+        if where.endswith("auto_map_only"):
+            (folder / "model" / "evil_model.py").unlink()
+        expected = "auto_map" if where.endswith("auto_map_only") else "evil_model.py"
+    else:
+        name, sub, config = (("causal", "best", "config.json") if where == "causal_run_best"
+                             else ("lora_llama", "text_tokenizer", "tokenizer_config.json"))
+        folder = Path(shutil.copytree(recipe_runs[name], tmp_path / name, ignore=shutil.ignore_patterns("checkpoints")))
+        _plant_code(folder / sub, marker, config)
+        expected = "evil_model.py"
+    with pytest.raises(ValueError, match=expected) as caught:
+        GenerativeRecommender.from_pretrained(folder, device="cpu")
+    assert str(folder) in str(caught.value) and not marker.exists()

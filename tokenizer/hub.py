@@ -7,6 +7,7 @@ the repo's file list has been checked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,6 +25,38 @@ def refuse_pickles(names: Iterable[str], where: str, what: str = "artifacts") ->
 def refuse_pickles_in_folder(folder: Path, what: str = "artifacts", where: str | None = None) -> None:
     """:func:`refuse_pickles` over every file below ``folder``."""
     refuse_pickles([str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()], where or str(folder), what)
+
+
+CONFIG_SUFFIX = ".json"
+
+
+def refuse_code(folder: str | Path, what: str = "models") -> None:
+    """Raise a ValueError naming the file when ``folder`` could make transformers run code.
+
+    A ``.py`` file anywhere below it, or an ``auto_map`` in any JSON file (how a config asks
+    ``trust_remote_code`` loading for a custom class): genrec loads only its own and transformers'
+    built-in classes, with ``trust_remote_code=False``, and refuses such folders outright rather than
+    leave the question to a prompt.
+    """
+    folder = Path(folder)
+    scripts = sorted(p for p in folder.rglob("*.py") if p.is_file())
+    if scripts:
+        raise ValueError(f"{scripts[0]}: a Python file in a {what} folder; genrec never runs code shipped with {what} "
+                         "(loading reads JSON and safetensors only). Remove it.")
+    for path in sorted(folder.rglob(f"*{CONFIG_SUFFIX}")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # not a config this check can read; the loader reports a broken file itself
+        if isinstance(data, dict) and "auto_map" in data:
+            raise ValueError(f"{path}: 'auto_map' asks to load custom code ({sorted(data['auto_map'])[:3]}); genrec loads "
+                             f"only built-in model classes and never runs code shipped with {what}. Remove the entry.")
+
+
+def check_loadable_folder(folder: str | Path, what: str = "models") -> None:
+    """Neither pickles (:func:`refuse_pickles_in_folder`) nor code (:func:`refuse_code`) in ``folder``."""
+    refuse_pickles_in_folder(Path(folder), what)
+    refuse_code(folder, what)
 
 
 def download_snapshot(repo_id: str, *, required: Sequence[str], allow_patterns: Sequence[str], what: str, revision=None,

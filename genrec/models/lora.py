@@ -39,6 +39,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from genrec.models.tokens import TokenSpace
 from genrec.tokenizer.text_tokens import DEFAULT_FORMAT, add_sid_tokens, resize_model_embeddings
+from genrec.tokenizer.hub import check_loadable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +67,16 @@ class LoRARecConfig:
 
 
 def is_seq2seq_checkpoint(path: str | Path) -> bool:
-    return bool(AutoConfig.from_pretrained(path).is_encoder_decoder)
+    return bool(AutoConfig.from_pretrained(path, trust_remote_code=False).is_encoder_decoder)
 
 
 def load_base_model(path: str | Path, dtype: str = "float32"):
     """``AutoModelForSeq2SeqLM`` or ``AutoModelForCausalLM`` from a local folder, by its config."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    check_loadable_folder(path, "pretrained checkpoints")
     cls = AutoModelForSeq2SeqLM if is_seq2seq_checkpoint(path) else AutoModelForCausalLM
-    return cls.from_pretrained(path, dtype=DTYPES[dtype])
+    return cls.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=False)
 
 
 def add_user_tokens(hf_tokenizer, num_user_tokens: int, fmt: str = USER_TOKEN_FORMAT) -> list[int]:
@@ -166,7 +168,8 @@ def build_lora(cfg: LoRARecConfig, codebook_sizes, num_user_tokens: int = 0):
     """
     if not cfg.pretrained:
         raise ValueError("model.lora.pretrained must name a local Hugging Face checkpoint folder")
-    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.pretrained)
+    check_loadable_folder(cfg.tokenizer or cfg.pretrained, "tokenizers")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.pretrained, trust_remote_code=False)
     space = extend_tokenizer(tokenizer, codebook_sizes, num_user_tokens, cfg.sid_token_format)
     base = load_base_model(cfg.pretrained, cfg.dtype)
     ids = new_token_ids(space)
@@ -199,7 +202,9 @@ def load_lora_model(adapter_dir: str | Path, tokenizer_dir: str | Path, base_pat
 
     adapter_dir = Path(adapter_dir)
     base_path = base_path or json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    check_loadable_folder(adapter_dir)
+    check_loadable_folder(tokenizer_dir, "tokenizers")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     base = load_base_model(base_path, dtype)
     if base.get_input_embeddings().weight.shape[0] < len(tokenizer):
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)

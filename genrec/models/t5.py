@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForCondi
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5Stack
 
+from genrec.tokenizer.hub import check_loadable_folder
 from genrec.vocab import EOS_ID, PAD_ID, SIDVocab
 
 ENCODERS = ("bidirectional", "causal")
@@ -176,8 +177,9 @@ def prompt_eos_id(model_config, eos_id: int) -> int | None:
 
 
 def load_t5(folder: str | Path) -> T5ForConditionalGeneration:
-    """A saved T5 recommender of either encoder kind (safetensors only)."""
-    config = AutoConfig.from_pretrained(folder)
+    """A saved T5 recommender of either encoder kind (safetensors only; a folder with code is refused)."""
+    check_loadable_folder(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     cls = CausalEncoderT5 if isinstance(config, CausalEncoderT5Config) else T5ForConditionalGeneration
     return cls.from_pretrained(folder, use_safetensors=True)
 
