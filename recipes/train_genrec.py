@@ -76,6 +76,7 @@ from genrec.models import (
 from genrec.models.lora import extend_tokenizer, is_seq2seq_checkpoint
 from genrec.tokenizer import SIDTable
 from genrec.training import TrainingConfig, atomic_write_json, choose_num_threads, resolve_mixed_precision, train
+from genrec.training.checkpoint import check_output_dir
 from genrec.vocab import SIDVocab
 
 logger = logging.getLogger("train_genrec")
@@ -217,6 +218,23 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_mo
     )
 
 
+# What a run is: resuming with another dataset, tokenizer, split or model would continue a different run.
+RUN_KEYS = ("dataset", "tokenizer_dir", "max_history", "cold_item_fraction", "cold_item_seed", "num_user_tokens", "model")
+
+
+def check_resumable(saved_config: Path, config: dict) -> None:
+    """Refuse ``--resume`` when the run folder's ``config.json`` differs in a :data:`RUN_KEYS` entry
+    (``training.allow_config_change_on_resume=true`` accepts it; training settings are checked by the trainer)."""
+    if not saved_config.is_file():
+        return
+    saved = json.loads(saved_config.read_text())
+    changed = [key for key in RUN_KEYS if key in saved and saved[key] != config.get(key)]
+    if changed and not config["training"].get("allow_config_change_on_resume"):
+        detail = "; ".join(f"{k}: {saved[k]!r} -> {config.get(k)!r}" for k in changed)
+        raise ValueError(f"{saved_config}: --resume with a different {', '.join(changed)} ({detail[:300]}); resume with the "
+                         "run's settings, use another output_dir, or set training.allow_config_change_on_resume=true")
+
+
 def fixed_sample(ds, max_users: int | None, seed: int | None):
     """The rows validation scores during training: all, the first ``max_users``, or a seeded random sample of them.
 
@@ -269,6 +287,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("%s: %d items, %d train / %d valid / %d test examples; model.type=%s", cfg.dataset, len(split.item_ids),
                 len(inputs.train_ds), len(inputs.valid_ds), len(inputs.test_ds), cfg.model.type)
     if accelerator.is_main_process:
+        check_output_dir(out)
+        if args.resume:
+            check_resumable(out / "config.json", asdict(cfg))
         out.mkdir(parents=True, exist_ok=True)
         # Written first so that a run killed after training can still be evaluated (evaluate_genrec.py reads it).
         atomic_write_json(out / "config.json", asdict(cfg))

@@ -165,3 +165,84 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path):
     history = [json.loads((tmp_path / d / "train_history.json").read_text())["epochs"] for d in ("ref", "run")]
     assert [e["train_loss"] for e in history[0]] == [e["train_loss"] for e in history[1]]
     assert [e["validation"] for e in history[0]] == [e["validation"] for e in history[1]]
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_holds_it(tmp_path):
+    from genrec.training.checkpoint import RunLock
+
+    with RunLock(tmp_path):
+        with pytest.raises(RuntimeError, match="in use by another training run"):
+            _train(tmp_path, TrainingConfig(epochs=1, batch_size=32, warmup_steps=1))
+    first, _ = _train(tmp_path, TrainingConfig(epochs=1, batch_size=32, warmup_steps=1))  # released: it runs
+    assert first.steps == 4
+
+
+def test_a_fresh_start_deletes_only_the_checkpoints_genrec_wrote(tmp_path):
+    cfg = TrainingConfig(epochs=1, batch_size=32, warmup_steps=1, checkpoint_every_steps=2)
+    _train(tmp_path, cfg)
+    root = tmp_path / "checkpoints"
+    (root / "my_notes.txt").write_text("keep me")
+    (root / "step-old-experiment").mkdir()
+    (tmp_path / "results.csv").write_text("keep me too")
+    _train(tmp_path, cfg)  # fresh start (no resume)
+    assert (root / "my_notes.txt").read_text() == "keep me" and (root / "step-old-experiment").is_dir()
+    assert (tmp_path / "results.csv").read_text() == "keep me too"
+    assert [c.name for c in list_checkpoints(root)] == ["step-00000004"]
+
+
+def test_resume_refuses_settings_that_change_the_run(tmp_path):
+    cfg = TrainingConfig(epochs=2, batch_size=32, warmup_steps=1, learning_rate=1e-3, checkpoint_every_steps=2, keep_checkpoints=10)
+    _train(tmp_path, dataclasses.replace(cfg, max_steps=3))
+    shutil.rmtree(latest_checkpoint(tmp_path / "checkpoints"))  # the final (stopped) one: resume from step 2 as after a kill
+    with pytest.raises(ValueError, match=r"learning_rate: 0.001 -> 0.01"):
+        _train(tmp_path, dataclasses.replace(cfg, learning_rate=1e-2), resume=True)
+    with pytest.raises(ValueError, match=r"batch_size: 32 -> 16"):
+        _train(tmp_path, dataclasses.replace(cfg, batch_size=16), resume=True)
+    # A longer budget is not a different run.
+    longer, _ = _train(tmp_path, cfg, resume=True)
+    assert longer.steps == 8 and longer.resumed_from == tmp_path / "checkpoints" / "step-00000002"
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
+    cfg = TrainingConfig(epochs=2, batch_size=32, warmup_steps=1, checkpoint_every_steps=2, keep_checkpoints=10)
+    full, _ = _train(tmp_path / "full", cfg)
+    run = tmp_path / "run"
+    for step in (4, 6):  # the run was killed after step 6
+        shutil.copytree(tmp_path / "full" / "checkpoints" / f"step-0000000{step}", run / "checkpoints" / f"step-0000000{step}")
+    (run / "checkpoints" / "step-00000006" / "random_states_0.pkl").write_bytes(b"damaged")
+    with caplog.at_level("WARNING"):
+        resumed, _ = _train(run, cfg, resume=True)
+    assert resumed.resumed_from == run / "checkpoints" / "step-00000004"
+    assert any("step-00000006 cannot be loaded" in r.getMessage() for r in caplog.records)
+    _assert_same_weights(_weights(latest_checkpoint(tmp_path / "full" / "checkpoints")), _weights(latest_checkpoint(run / "checkpoints")))
+    # With no intact checkpoint left, the damage is an error, not a silent fresh start.
+    only = tmp_path / "only"
+    shutil.copytree(run / "checkpoints" / "step-00000008", only / "checkpoints" / "step-00000008")
+    (only / "checkpoints" / "step-00000008" / "random_states_0.pkl").write_bytes(b"damaged")
+    with pytest.raises(RuntimeError, match="random number generator states were not restored"):
+        _train(only, cfg, resume=True)
+
+
+def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(RECIPE.parent))
+    import train_genrec
+
+    data, tok = make_dataset(tmp_path)
+    foreign = tmp_path / "my_documents"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(FileExistsError, match="holds no genrec run"):
+        train_genrec.main(recipe_args(data, tok, foreign, *TINY_T5, "training.epochs=1"))
+    assert (foreign / "thesis.tex").read_text() == "keep me" and sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+    out = tmp_path / "run"
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train_genrec.main(recipe_args(data, tok, out, *TINY_T5, "training.epochs=1", "training.mixed_precision=no"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match=r"--resume with a different model"):
+        train_genrec.main(["--resume", *recipe_args(data, tok, out, *TINY_T5, "model.d_model=48", "training.epochs=1",
+                                                    "training.mixed_precision=no")])

@@ -31,30 +31,32 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, broadcast, set_seed
+from accelerate.utils import DistributedType, broadcast, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_inverse_sqrt_schedule
 
 from genrec.training.checkpoint import (
-    CHECKPOINT_PREFIX,
+    CHECKPOINT_NAME,
     TRAINER_STATE,
+    RunLock,
     atomic_write_json,
     atomic_write_text,
     checkpoint_dir,
-    latest_checkpoint,
+    list_checkpoints,
     new_tmp_dir,
     publish_checkpoint,
+    remove_checkpoints,
     replace_dir,
+    rng_fingerprint,
 )
 from genrec.training.hardware import CpuShareMonitor, resolve_mixed_precision
 from genrec.training.sampler import LengthBucketBatchSampler
@@ -64,6 +66,14 @@ logger = logging.getLogger(__name__)
 ValidateFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids", "target_starts")
 LR_SCHEDULERS = ("constant", "inverse_sqrt", "cosine")
+# Settings that define the optimisation: changing one on resume makes the run something else (budgets,
+# validation and checkpoint frequencies may change: they extend or observe a run without altering it).
+RUN_DEFINING = ("batch_size", "learning_rate", "lr_scheduler", "weight_decay", "warmup_steps", "max_grad_norm", "grad_accum_steps",
+                "mixed_precision", "length_bucketing", "bucket_factor", "seed", "metric_for_best")
+
+
+class ResumeError(ValueError):
+    """A checkpoint that must not be resumed with these settings (never skipped for an older checkpoint)."""
 LEARNING_CURVE = "learning_curve.csv"
 
 
@@ -96,6 +106,7 @@ class TrainingConfig:
     checkpoint_every_minutes: float | None = None  # ... and/or every N minutes of training
     checkpoint_at_epoch_end: bool = True  # ... and after every epoch's validation (with any of these: also at the end)
     keep_checkpoints: int = 1  # newest resumable checkpoints kept
+    allow_config_change_on_resume: bool = False  # resume even if a RUN_DEFINING setting differs from the checkpoint's
 
 
 @dataclass
@@ -154,12 +165,22 @@ def train(
     The best model (by ``validate_fn(...)[cfg.metric_for_best]``, higher is better) is saved with
     ``save_pretrained`` to ``output_dir/best`` (atomically replaced); without ``validate_fn`` the
     last model is saved there. ``output_dir/train_history.json`` is rewritten after every epoch.
-    ``resume``: True continues from the newest checkpoint in ``output_dir/checkpoints`` (a fresh
-    start when there is none), a path continues from that checkpoint.
+    ``resume``: True continues from the newest intact checkpoint in ``output_dir/checkpoints`` (a
+    fresh start when there is none; a checkpoint that fails to load is skipped for the one before it,
+    with a warning), a path continues from that checkpoint. A resume refuses a config that changes
+    the optimisation (:data:`RUN_DEFINING`) unless ``cfg.allow_config_change_on_resume``, and checks
+    that the RNG states came back. The run holds a lock on ``output_dir`` (:class:`RunLock`) while it
+    trains; a fresh start deletes only the checkpoints genrec wrote there.
     """
     output_dir = Path(output_dir)
     accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
                                              gradient_accumulation_steps=cfg.grad_accum_steps)
+    with RunLock(output_dir, enabled=accelerator.is_main_process):
+        return _train(model, train_dataset, collator, cfg, output_dir, validate_fn, accelerator, resume)
+
+
+def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path, validate_fn, accelerator: Accelerator,
+           resume) -> TrainResult:
     set_seed(cfg.seed)
     n_proc = accelerator.num_processes
 
@@ -183,17 +204,30 @@ def train(
         # A fresh run must not leave an earlier run's (possibly newer) checkpoints for a later --resume.
         if accelerator.is_main_process:
             logger.warning("fresh start: removing the earlier run's checkpoints in %s (resume=True continues a run)", ckpt_root)
-            shutil.rmtree(ckpt_root)
+            kept = remove_checkpoints(ckpt_root)
+            if kept:
+                logger.warning("%s: kept %d file(s) genrec did not write there: %s", ckpt_root, len(kept), [p.name for p in kept[:5]])
         accelerator.wait_for_everyone()
     pos = _Position(num_processes=n_proc)
     resumed_from = None
     pending_rng = None
     if resume:
-        resumed_from = Path(resume) if not isinstance(resume, bool) else latest_checkpoint(ckpt_root)
-        if resumed_from is None:
+        candidates = [Path(resume)] if not isinstance(resume, bool) else list_checkpoints(ckpt_root)[::-1]
+        if not candidates:
             logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_root)
-        else:
-            pos = _load_checkpoint(accelerator, resumed_from, n_proc)
+        for candidate in candidates:
+            try:
+                pos = _load_checkpoint(accelerator, candidate, n_proc, cfg)
+            except ResumeError:
+                raise
+            except Exception as error:  # a damaged checkpoint (truncated file, bad JSON): try the one before it
+                if candidate == candidates[-1]:
+                    raise
+                logger.warning("%s cannot be loaded (%s: %s); trying the previous checkpoint", candidate, type(error).__name__, error)
+                continue
+            resumed_from = candidate
+            break
+        if resumed_from is not None:
             # Mid-epoch, the interrupted run had drawn the loader's seed before this checkpoint: the rebuilt
             # loader draws it again, so the RNG states are put back after that, before the first batch.
             pending_rng = _get_rng_state() if pos.batches_done else None
@@ -426,30 +460,44 @@ def _set_rng_state(state: dict) -> None:
 def _save_checkpoint(accelerator: Accelerator, root: Path, state: _Position, cfg: TrainingConfig) -> None:
     """``save_state`` + trainer state into ``.step-N.tmp``, then published by rename (see the module docstring)."""
     final = checkpoint_dir(root, state.steps)
-    tmp = root / f".{final.name}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+    # A unique temporary folder, named by the main process and shared with the others.
+    name = [new_tmp_dir(final).name if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(name, from_process=0)
+    tmp = root / name[0]
+    fingerprint = rng_fingerprint()  # the main process's RNG states as save_state records them
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))  # model, optimizer, scheduler, step counter, this process's RNG states
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        atomic_write_json(tmp / TRAINER_STATE, {**asdict(state), "config": asdict(cfg)})
+        atomic_write_json(tmp / TRAINER_STATE, {**asdict(state), "config": asdict(cfg), "rng_fingerprint": fingerprint})
         publish_checkpoint(tmp, final, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int) -> _Position:
+def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, cfg: TrainingConfig) -> _Position:
     path = Path(path)
-    if not (path / TRAINER_STATE).is_file() or not path.name.startswith(CHECKPOINT_PREFIX):
+    if not (path / TRAINER_STATE).is_file() or not CHECKPOINT_NAME.fullmatch(path.name):
         raise FileNotFoundError(f"{path} is not a complete training checkpoint (no {TRAINER_STATE})")
     saved = json.loads((path / TRAINER_STATE).read_text())
-    saved.pop("config", None)
-    pos = _Position(**saved)
+    saved_cfg = saved.pop("config", None) or {}
+    fingerprint = saved.pop("rng_fingerprint", None)
+    changed = {k: (saved_cfg[k], getattr(cfg, k)) for k in RUN_DEFINING if k in saved_cfg and saved_cfg[k] != getattr(cfg, k)}
+    if changed and not cfg.allow_config_change_on_resume:
+        listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise ResumeError(f"{path}: resuming with settings that change the run ({listed}); resume with the checkpoint's "
+                          "settings, start a fresh run, or set training.allow_config_change_on_resume=true")
+    if changed:
+        logger.warning("%s: resuming with changed settings %s (allow_config_change_on_resume)", path, changed)
+    known = {f.name for f in fields(_Position)}
+    pos = _Position(**{k: v for k, v in saved.items() if k in known})
     if pos.num_processes != num_processes:
-        raise ValueError(f"{path} was written by {pos.num_processes} process(es); resume with the same number "
-                         f"(now {num_processes}): the data position and RNG states are per process")
+        raise ResumeError(f"{path} was written by {pos.num_processes} process(es); resume with the same number "
+                          f"(now {num_processes}): the data position and RNG states are per process")
     accelerator.load_state(str(path))
+    if fingerprint is not None and accelerator.is_main_process and rng_fingerprint() != fingerprint:
+        raise RuntimeError(f"{path}: the random number generator states were not restored (is random_states_0.pkl damaged?); "
+                           "the resumed run would not reproduce the uninterrupted one")
     return pos
 
 
