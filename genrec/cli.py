@@ -138,7 +138,8 @@ def read_histories(path: str | Path, input_format: str | None = None) -> list[Hi
     name = str(path)
     fmt = _format_of(name, input_format, default="json" if name == "-" else None)
     try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (as spreadsheet exports write) is dropped, as the data loader does
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except UnicodeDecodeError as e:

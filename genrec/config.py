@@ -23,6 +23,27 @@ class ConfigError(ValueError):
     """A config file or override that does not match the recipe's schema."""
 
 
+class ConfigValueError(ConfigError):
+    """A setting out of its range, or settings that contradict each other (raised by a config's ``__post_init__``)."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigValueError` with ``message`` unless ``condition``: every config checks its values when
+    it is built, so a bad setting fails before any data is loaded or any step is trained."""
+    if not condition:
+        raise ConfigValueError(message)
+
+
+def check_positive(obj, *names: str, allow_none: bool = False, minimum: float = 1) -> None:
+    """Each field ``names`` of dataclass ``obj`` is >= ``minimum`` (or None when ``allow_none``)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is None and allow_none:
+            continue
+        require(value is not None and value >= minimum,
+                f"{name} must be >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
+
+
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -72,7 +93,10 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
         hint = f" Did you mean {', '.join(close)}?" if close else f" Valid keys: {', '.join(types_)}."
         raise ConfigError(f"{where}: unknown key '{k}'.{hint}")
     kwargs = {k: _coerce(v, types_[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigValueError as e:
+        raise ConfigValueError(f"{where}: {e}") from None
 
 
 def to_dict(cfg) -> dict:
@@ -119,10 +143,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     for override in overrides or []:  # ... and a command-line typo names the override, not the file
         try:
             from_dict(cls, apply_overrides({}, [override]), where="config")
+        except ConfigValueError:
+            pass  # a value rule, possibly across fields that only the merged config sets: checked below
         except ConfigError as e:
             raise ConfigError(f"command-line override '{override}': {e}") from None
         except (TypeError, ValueError):
-            pass  # a cross-field rule that only the merged config can satisfy: checked below
+            pass
     apply_overrides(data, overrides or [])
     return from_dict(cls, data, where=where)
 

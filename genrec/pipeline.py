@@ -476,7 +476,14 @@ def _write_json(path: Path, obj) -> None:
 def _resolve_device(device) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device {device!r} is not a device name (cpu, cuda, cuda:1, mps, auto): {e}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA device (torch.cuda.is_available() is False); "
+                         "use cpu or auto")
+    return resolved
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
@@ -936,6 +943,9 @@ class GenerativeRecommender:
             if not isinstance(users, dict) or not isinstance(users.get("user_ids"), list):
                 raise ValueError(f"{users_path}: expected a JSON object with a 'user_ids' list")
             user_ids = users["user_ids"]
+            if any(not isinstance(u, str) for u in user_ids):
+                bad = next(u for u in user_ids if not isinstance(u, str))
+                raise ValueError(f"{users_path}: user ids must be strings (they are matched as text), found {bad!r}")
 
         if tokenizer is None:
             tokenizer = SIDTokenizer.from_pretrained(folder / TOKENIZER_DIR)

@@ -47,7 +47,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoTokenizer
 
-from genrec.config import add_data_dir_argument, data_dir_overrides, load_config
+from genrec.config import add_data_dir_argument, check_positive, data_dir_overrides, load_config, require
 from genrec.data import (
     CausalCollator,
     EveryTargetCollator,
@@ -94,6 +94,13 @@ class EvalConfig:
     test_max_users: int | None = None  # debugging only: reported metrics must use all users (None)
     final_validation: bool = True  # re-rank the full validation split with the best model at the end (false: test only)
 
+    def __post_init__(self):
+        check_positive(self, "num_beams", "batch_size")
+        check_positive(self, "valid_max_users", "test_max_users", allow_none=True)
+        require(bool(self.ks) and all(k >= 1 for k in self.ks), f"ks must be a non-empty list of cut-offs >= 1, got {self.ks!r}")
+        require(self.num_beams >= max(self.ks), f"num_beams ({self.num_beams}) must be >= the largest of ks ({max(self.ks)}): "
+                "beam search returns at most num_beams items")
+
 
 @dataclass
 class ModelConfig(T5RecConfig):
@@ -120,6 +127,17 @@ class GenRecConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        check_positive(self, "max_history")
+        check_positive(self, "num_user_tokens", minimum=0)
+        require(0.0 <= self.cold_item_fraction < 1.0, f"cold_item_fraction must be in [0, 1), got {self.cold_item_fraction!r}")
+        require(self.model.type in MODEL_TYPES, f"model.type must be one of {MODEL_TYPES}, got {self.model.type!r}")
+        require(self.model.causal.train_targets in CAUSAL_TRAIN_TARGETS,
+                f"model.causal.train_targets must be one of {CAUSAL_TRAIN_TARGETS}, got {self.model.causal.train_targets!r}")
+        metric, _, k = self.training.metric_for_best.partition("@")
+        require(int(k) in self.eval.ks, f"training.metric_for_best={self.training.metric_for_best} needs {k} in eval.ks "
+                f"({self.eval.ks}): validation reports only those cut-offs")
 
 
 @dataclass

@@ -166,6 +166,15 @@ def _break(folder: Path, case: str) -> None:
         save_file({"mean": torch.zeros(DIM)}, folder / QUANTIZER_FILE)
     elif case == "pickle":
         torch.save({"w": torch.zeros(2)}, folder / "pytorch_model.bin")
+    elif case == "nan_weights":
+        weights = load_file(folder / QUANTIZER_FILE)
+        name = next(k for k, v in weights.items() if v.is_floating_point() and v.numel() > 1)
+        weights[name][0] = float("nan")
+        save_file(weights, folder / QUANTIZER_FILE)
+    elif case == "huge_codebooks":  # a tampered config: the sizes must be checked before anything is allocated
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        config["quantizer_config"]["codebook_sizes"] = [4, 2**40]
+        (folder / CONFIG_FILE).write_text(json.dumps(config))
     elif case == "nested_pickle":
         (folder / "extra").mkdir()
         (folder / "extra" / "weights.pkl").write_bytes(b"\x80\x04K\x01.")
@@ -184,6 +193,8 @@ BAD_CASES = {
     "wrong_weights": (ValueError, r"quantizer\.safetensors: weights do not fit the 'rq_kmeans' quantiser"),
     "pickle": (ValueError, r"pickle-based file\(s\) \['pytorch_model\.bin'\]"),
     "nested_pickle": (ValueError, r"pickle-based file\(s\) \['extra/weights\.pkl'\]"),
+    "nan_weights": (ValueError, r"quantizer\.safetensors: tensor\(s\) \[.*\] hold NaN or infinite values"),
+    "huge_codebooks": (ValueError, r"weights do not fit the 'rq_kmeans' quantiser.*expected \(1099511627776, 12\)"),
 }
 
 
@@ -395,3 +406,19 @@ def test_single_input_artifacts_have_no_features_key(tmp_path, rq_kmeans_tokeniz
     config = json.loads((folder / CONFIG_FILE).read_text())
     assert "features" not in config and "fusion" not in config["quantizer_config"]
     assert SIDTokenizer.from_pretrained(folder).features is None
+
+
+def test_a_tampered_rq_vae_config_fails_before_allocating(tmp_path):
+    """RQ-VAE allocates its codebooks when built: sizes from a tampered config are checked on the meta device first."""
+    import resource
+
+    tok, _ = build("rq_vae")
+    folder = tok.save_pretrained(tmp_path / "tok")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["quantizer_config"]["codebook_sizes"] = [4, 2**36]  # 2^36 x 4 floats = 1 TiB if allocated
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=r"sid_tokenizer_config\.json: cannot build quantiser 'rq_vae'.*implies tensor 'codebooks\.1' "
+                                         r"of shape \(68719476736, 4\)"):
+        SIDTokenizer.from_pretrained(folder)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing big was allocated

@@ -292,3 +292,11 @@ def test_export_refuses_to_drop_the_training_data_silently(trained_run, tmp_path
     assert "cannot load the run's dataset" in capsys.readouterr().err and not (tmp_path / "bundle").exists()
     assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "bundle"), "--allow-missing-data"]) == 0
     assert not (tmp_path / "bundle" / "popular_items.json").exists()
+
+
+def test_history_files_with_a_byte_order_mark_are_read(tmp_path):
+    """Spreadsheet exports start with a UTF-8 BOM; the data loader reads them, so does recommend --input."""
+    path = tmp_path / "events.csv"
+    path.write_bytes("user_id,item_id\nu1,item1\nu1,item2\n".encode("utf-8-sig"))
+    requests = read_histories(str(path))
+    assert [(r.user_id, r.history) for r in requests] == [("u1", ["item1", "item2"])]

@@ -142,3 +142,32 @@ def test_from_files_with_and_without_item_table(tmp_path):
     catalogue.write_text("product,title\nA,Apple\n")
     with pytest.raises(DataError, match=r"clicks.tsv: 2 interaction\(s\) reference item ids missing.*\['B'\]"):
         RecDataset.from_files(log, catalogue, user_col="uid", item_col="sku", time_col="ts", item_id_col="product")
+
+
+def test_damaged_and_degenerate_logs_get_clear_errors(tmp_path):
+    items = [{"item_id": "a"}, {"item_id": "b"}]
+    folder = write_folder(tmp_path / "ds", "user_id,item_id,timestamp\nu1,a,1\nu1,b,2\n", items)
+    whole = (folder / "interactions.csv.gz").read_bytes()
+    (folder / "interactions.csv.gz").write_bytes(whole[: len(whole) // 2])  # a truncated download
+    with pytest.raises(DataError, match=r"interactions\.csv\.gz: could not be read as csv \(EOFError"):
+        load_dataset(folder)
+    write_folder(folder, "user_id,item_id,timestamp\n", items)
+    with pytest.raises(DataError, match="no interactions"):
+        load_dataset(folder)
+    write_folder(folder, "user_id,item_id,timestamp\nu1,a,1\nu1,b,99999999999999999999\n", items)  # beyond int64
+    with pytest.raises(DataError, match=r"data row 2 \(line 3\).*beyond the int64 range"):
+        load_dataset(folder)
+    write_folder(folder, "user_id,item_id,timestamp\nu1,a,1\nu1,b,18446744073709551615\n", items)  # uint64 max
+    with pytest.raises(DataError, match=r"beyond the int64 range"):
+        load_dataset(folder)
+
+
+def test_repeated_rows_are_an_error_or_dropped_with_a_count(tmp_path, caplog):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\nu1,a,1\nu1,b,2\nu1,b,2\nu2,a,5\nu1,b,2\n")
+    with pytest.raises(DataError, match=r"2 row\(s\) repeat an earlier row exactly .* first at data row 3 \(line 4\)"):
+        load_interactions(path)
+    with caplog.at_level("WARNING"):
+        kept = load_interactions(path, duplicates="drop")
+    assert kept["item_id"].tolist() == ["a", "b", "a"] and "dropped 2 row(s)" in caplog.text
+    assert len(load_interactions(path, duplicates="keep")) == 5

@@ -298,6 +298,10 @@ def _break(folder: Path, case: str) -> None:
         torch.save({"w": torch.zeros(2)}, folder / "model" / "pytorch_model.bin")
     elif case == "popular_missing":
         (folder / "popular_items.json").unlink()
+    elif case == "user_ids_not_strings":  # numbers would never match a request's (string) user id
+        users = json.loads((folder / "user_ids.json").read_text())
+        users["user_ids"][3] = 12345
+        (folder / "user_ids.json").write_text(json.dumps(users))
 
 
 BAD_BUNDLES = {
@@ -314,6 +318,7 @@ BAD_BUNDLES = {
     "wrong_weights": (ValueError, r"model: cannot load the t5 model"),
     "pickle": (ValueError, r"pickle-based file\(s\) \['model/pytorch_model\.bin'\]"),
     "popular_missing": (FileNotFoundError, r"missing file popular_items\.json"),
+    "user_ids_not_strings": (ValueError, r"user_ids\.json: user ids must be strings .*found 12345"),
 }
 
 
@@ -676,3 +681,11 @@ def test_loading_never_runs_code_shipped_with_a_model(saved_bundle, recipe_runs,
     with pytest.raises(ValueError, match=expected) as caught:
         GenerativeRecommender.from_pretrained(folder, device="cpu")
     assert str(folder) in str(caught.value) and not marker.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error(saved_bundle):
+    with pytest.raises(ValueError, match="no CUDA device"):
+        GenerativeRecommender.from_pretrained(saved_bundle, device="cuda")
+    with pytest.raises(ValueError, match="not a device name"):
+        GenerativeRecommender.from_pretrained(saved_bundle, device="gpu0")

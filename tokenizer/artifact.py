@@ -93,6 +93,24 @@ def _read_json(path: Path) -> object:
         raise ValueError(f"{path}: not valid JSON ({e}); the file is corrupted or truncated") from e
 
 
+def _check_shapes_before_allocating(cls, quantizer_config: dict, state: dict, config_path: Path, state_path: Path) -> None:
+    """Build the quantiser of ``quantizer_config`` on the meta device (no memory) and compare its tensor shapes with
+    the saved weights, so a config whose sizes were tampered with (e.g. huge codebooks) fails before allocating."""
+    try:
+        with torch.device("meta"):
+            probe = cls.from_config(quantizer_config)
+    except (ValueError, TypeError):
+        raise
+    except Exception:  # a quantiser that cannot be built on the meta device: load_state_dict checks the shapes later
+        return
+    expected = {name: tuple(t.shape) for name, t in probe.state_dict().items()}
+    for name, shape in expected.items():
+        got = tuple(state[name].shape) if name in state else None
+        if got != shape:
+            raise ValueError(f"quantizer_config implies tensor {name!r} of shape {shape}, but {state_path.name} holds "
+                             f"{got if got is not None else 'no such tensor'} (the config and the weights do not belong together)")
+
+
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
@@ -390,12 +408,17 @@ class SIDTokenizer:
 
         quantizer_config = config["quantizer_config"]
         method = quantizer_config.get("method") if isinstance(quantizer_config, dict) else None
+        state_path = folder / QUANTIZER_FILE
+        state = _read_safetensors(state_path)
+        broken = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if broken:
+            raise ValueError(f"{state_path}: tensor(s) {broken[:5]} hold NaN or infinite values; the quantiser would map "
+                             "every new item to one SID (a diverged or damaged fit)")
         try:
+            _check_shapes_before_allocating(quantizer_class(method), quantizer_config, state, config_path, state_path)
             quantizer = quantizer_class(method).from_config(quantizer_config)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{config_path}: cannot build quantiser {method!r} from quantizer_config: {e}") from e
-        state_path = folder / QUANTIZER_FILE
-        state = _read_safetensors(state_path)
         try:
             quantizer.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as e:

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "GENREC_DATA_DIR"
 INTERACTIONS_FILE = "interactions.csv.gz"
@@ -105,8 +109,8 @@ def read_table(path: str | os.PathLike, fmt: str | None = None, str_columns: tup
         return pd.read_parquet(path)
     except DataError:
         raise
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: could not be read as {fmt}: {e}") from e
+    except (ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error) as e:  # EOFError: a truncated .gz
+        raise DataError(f"{path}: could not be read as {fmt} ({type(e).__name__}: {e}); is the file complete?") from e
 
 
 def _require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -129,8 +133,12 @@ def _check_not_null(df: pd.DataFrame, col: str, path: Path, fmt: str) -> None:
 
 
 def _timestamps(values: pd.Series, col: str, path: Path, fmt: str) -> np.ndarray:
-    """int64 timestamps from numbers or ISO dates (-> Unix seconds)."""
+    """int64 timestamps from numbers or ISO dates (-> Unix seconds); values beyond int64 are an error, never wrapped."""
     if pd.api.types.is_integer_dtype(values):
+        if pd.api.types.is_unsigned_integer_dtype(values) and len(values) and values.max() > np.iinfo(np.int64).max:
+            row = int(np.argmax(values.to_numpy() > np.iinfo(np.int64).max))
+            raise DataError(f"{path}: column '{col}' at {_where(path, fmt, row)}: {values.iloc[row]} is beyond the int64 range "
+                            "of timestamps")
         return values.to_numpy(dtype=np.int64)
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any() and not values.isna().any():
@@ -145,6 +153,11 @@ def _timestamps(values: pd.Series, col: str, path: Path, fmt: str) -> np.ndarray
         raise DataError(f"{path}: column '{col}' is not numeric at {_where(path, fmt, row)}: {values.iloc[row]!r} "
                         f"(timestamps are integers such as Unix seconds, or ISO dates)")
     as_float = numbers.to_numpy(dtype=np.float64)
+    huge = np.abs(as_float) >= 2.0 ** 63
+    if huge.any():
+        row = int(huge.argmax())
+        raise DataError(f"{path}: column '{col}' at {_where(path, fmt, row)}: {values.iloc[row]!r} is beyond the int64 range "
+                        "of timestamps")
     fractional = as_float != np.floor(as_float)
     if fractional.any():
         row = int(fractional.argmax())
@@ -153,8 +166,11 @@ def _timestamps(values: pd.Series, col: str, path: Path, fmt: str) -> np.ndarray
     return as_float.astype(np.int64)
 
 
+DUPLICATES = ("error", "drop", "keep")
+
+
 def load_interactions(path: str | os.PathLike, user_col: str = "user_id", item_col: str = "item_id",
-                      time_col: str | None = "timestamp", fmt: str | None = None) -> pd.DataFrame:
+                      time_col: str | None = "timestamp", fmt: str | None = None, duplicates: str = "error") -> pd.DataFrame:
     """Read an interaction log into the standard columns, in file order.
 
     Args:
@@ -162,13 +178,20 @@ def load_interactions(path: str | os.PathLike, user_col: str = "user_id", item_c
         user_col, item_col, time_col: the file's column names for user, item and time. Without
             ``time_col`` the file order is the time order (timestamp = row number).
         fmt: ``"csv"`` | ``"tsv"`` | ``"jsonl"`` | ``"parquet"`` to override the suffix.
+        duplicates: rows repeating an earlier row in all of user, item and timestamp: ``"error"``
+            (default; the message counts them and names the first), ``"drop"`` (keep the first, with a
+            warning that counts them) or ``"keep"``. A duplicate would make an item its own next item.
     Returns:
         DataFrame with ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64).
     """
     path = Path(path)
     fmt = file_format(path, fmt)
+    if duplicates not in DUPLICATES:
+        raise DataError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
     df = read_table(path, fmt, str_columns=(user_col, item_col))
     _require_columns(df, [user_col, item_col] + ([time_col] if time_col else []), path)
+    if df.empty:
+        raise DataError(f"{path}: no interactions (the file has a header but no rows)")
     for col in (user_col, item_col):
         _check_not_null(df, col, path, fmt)
     out = pd.DataFrame({"user_id": df[user_col].astype(str), "item_id": df[item_col].astype(str)})
@@ -176,6 +199,15 @@ def load_interactions(path: str | os.PathLike, user_col: str = "user_id", item_c
         out["timestamp"] = _timestamps(df[time_col], time_col, path, fmt)
     else:
         out["timestamp"] = np.arange(len(out), dtype=np.int64)
+    repeated = out.duplicated().to_numpy() if duplicates != "keep" else np.zeros(len(out), dtype=bool)
+    if repeated.any():
+        row = int(repeated.argmax())
+        if duplicates == "error":
+            raise DataError(f"{path}: {int(repeated.sum())} row(s) repeat an earlier row exactly (user, item, timestamp), first at "
+                            f"{_where(path, fmt, row)}; remove them, or load with duplicates='drop'")
+        logger.warning("%s: dropped %d row(s) repeating an earlier row exactly, first at %s", path, int(repeated.sum()),
+                       _where(path, fmt, row))
+        out = out[~repeated].reset_index(drop=True)
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from genrec.config import check_positive, require
 from genrec.vocab import EOS_ID, PAD_ID, SIDVocab
 
 ARCHITECTURES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
@@ -39,6 +40,11 @@ class CausalRecConfig:
     # loss on every item after the first (genrec.data.build_causal_window_dataset). Same prompts at
     # evaluation and serving either way.
     train_targets: str = "last"
+
+    def __post_init__(self):
+        check_positive(self, "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings")
+        check_positive(self, "num_kv_heads", allow_none=True)
+        require(0.0 <= self.attention_dropout < 1.0, f"attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
 
 
 def build_causal(vocab: SIDVocab, cfg: CausalRecConfig | None = None):

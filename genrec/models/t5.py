@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForCondi
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5Stack
 
+from genrec.config import check_positive, require
 from genrec.tokenizer.hub import check_loadable_folder
 from genrec.vocab import EOS_ID, PAD_ID, SIDVocab
 
@@ -51,13 +52,14 @@ class T5RecConfig:
     train_targets: str = "last"
 
     def __post_init__(self):
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"model.encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        if self.train_targets not in T5_TRAIN_TARGETS:
-            raise ValueError(f"model.train_targets must be one of {T5_TRAIN_TARGETS}, got {self.train_targets!r}")
-        if self.train_targets == "every_item" and self.encoder != "causal":
-            raise ValueError("model.train_targets=every_item needs model.encoder=causal: a bidirectional encoder's "
-                             "states for a prefix depend on the items after it")
+        check_positive(self, "d_model", "num_layers", "num_decoder_layers", "num_heads", "d_kv", "d_ff")
+        require(0.0 <= self.dropout_rate < 1.0, f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        require(self.encoder in ENCODERS, f"model.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        require(self.train_targets in T5_TRAIN_TARGETS,
+                f"model.train_targets must be one of {T5_TRAIN_TARGETS}, got {self.train_targets!r}")
+        require(self.train_targets != "every_item" or self.encoder == "causal",
+                "model.train_targets=every_item needs model.encoder=causal: a bidirectional encoder's "
+                "states for a prefix depend on the items after it")
 
 
 class CausalEncoderT5Config(T5Config):

@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import random
 import time
 from collections.abc import Callable
@@ -58,7 +59,8 @@ from genrec.training.checkpoint import (
     replace_dir,
     rng_fingerprint,
 )
-from genrec.training.hardware import CpuShareMonitor, resolve_mixed_precision
+from genrec.config import check_positive, require
+from genrec.training.hardware import PRECISIONS, CpuShareMonitor, resolve_mixed_precision
 from genrec.training.sampler import LengthBucketBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ logger = logging.getLogger(__name__)
 ValidateFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids", "target_starts")
 LR_SCHEDULERS = ("constant", "inverse_sqrt", "cosine")
+_METRIC_NAME = re.compile(r"(recall|ndcg)@[1-9]\d*")
 # Settings that define the optimisation: changing one on resume makes the run something else (budgets,
 # validation and checkpoint frequencies may change: they extend or observe a run without altering it).
 RUN_DEFINING = ("batch_size", "learning_rate", "lr_scheduler", "weight_decay", "warmup_steps", "max_grad_norm", "grad_accum_steps",
@@ -107,6 +110,22 @@ class TrainingConfig:
     checkpoint_at_epoch_end: bool = True  # ... and after every epoch's validation (with any of these: also at the end)
     keep_checkpoints: int = 1  # newest resumable checkpoints kept
     allow_config_change_on_resume: bool = False  # resume even if a RUN_DEFINING setting differs from the checkpoint's
+
+    def __post_init__(self):
+        """Every value checked when the config is built: nothing fails after the budget is spent."""
+        check_positive(self, "epochs", "batch_size", "grad_accum_steps", "bucket_factor", "eval_every_epochs", "log_every_steps",
+                       "keep_checkpoints")
+        check_positive(self, "max_steps", "eval_every_steps", "early_stopping_patience", "checkpoint_every_steps", "num_threads",
+                       allow_none=True)
+        check_positive(self, "warmup_steps", "num_workers", "weight_decay", "max_grad_norm", minimum=0)
+        for name in ("max_train_minutes", "checkpoint_every_minutes"):
+            value = getattr(self, name)
+            require(value is None or value > 0, f"{name} must be > 0 or null, got {value!r}")
+        require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
+        require(self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
+        require(self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        require(_METRIC_NAME.fullmatch(self.metric_for_best) is not None,
+                f"metric_for_best must be recall@K or ndcg@K, got {self.metric_for_best!r}")
 
 
 @dataclass
