@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,38 @@ def test_yaml_words_stay_strings_on_the_command_line(tmp_path):
     p.write_text("mixed_precision: no\n")
     with pytest.raises(ConfigError, match="quote it"):
         load_config(WithPrecision, p)
+
+
+BAD_SETTINGS = {
+    "eval.num_beams=5": "num_beams \\(5\\) must be >= the largest of ks \\(10\\)",
+    "eval.num_beams=-3": "num_beams must be >= 1",
+    "eval.ks=[0,10]": "ks must be a non-empty list of cut-offs >= 1",
+    "training.metric_for_best=mrr@10": "metric_for_best must be recall@K or ndcg@K",
+    "training.metric_for_best=ndcg@20": "needs 20 in eval.ks",
+    "training.max_steps=0": "max_steps must be >= 1 or null",
+    "training.checkpoint_every_steps=-5": "checkpoint_every_steps must be >= 1 or null",
+    "training.warmup_steps=-1": "warmup_steps must be >= 0",
+    "training.grad_accum_steps=0": "grad_accum_steps must be >= 1",
+    "training.epochs=0": "epochs must be >= 1",
+    "training.learning_rate=0": "learning_rate must be > 0",
+    "training.lr_scheduler=linear": "lr_scheduler must be one of",
+    "training.mixed_precision=fp8": "mixed_precision must be one of",
+    "model.num_heads=0": "num_heads must be >= 1",
+    "model.dropout_rate=1.5": "dropout_rate must be in \\[0, 1\\)",
+    "model.train_targets=every_item": "needs model.encoder=causal",
+    "model.causal.num_layers=0": "num_layers must be >= 1",
+    "max_history=0": "max_history must be >= 1",
+    "cold_item_fraction=1.0": "cold_item_fraction must be in \\[0, 1\\)",
+}
+
+
+@pytest.mark.parametrize("override", sorted(BAD_SETTINGS))
+def test_every_invalid_setting_is_refused_when_the_config_is_read(override):
+    """Refused by load_config itself, i.e. before any data is loaded or any step is trained."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import train_genrec
+
+    with pytest.raises(ConfigError, match=BAD_SETTINGS[override]):
+        load_config(train_genrec.GenRecConfig, Path(__file__).resolve().parents[1] / "recipes/configs/genrec_beauty.yaml", [override])
