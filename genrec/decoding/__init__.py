@@ -3,6 +3,7 @@
 * :class:`PrefixTrie`: the catalogue's SIDs as per-level transition tables (dense or CSR).
 * :func:`constrained_beam_search` (encoder-decoder, e.g. T5) and :func:`constrained_beam_search_causal`
   (decoder-only): top-k items per user.
+* :func:`exact_top_k`: the model's exact top-k (certified against every item beam search dropped).
 * :func:`score_all_items`: exhaustive teacher-forced scores (reference for tests, tiny catalogues).
 * :class:`TrieLogitsProcessor`, :func:`make_prefix_allowed_tokens_fn`: the same constraint for ``generate``.
 """
@@ -13,14 +14,17 @@ from genrec.decoding.beam_search import (
     score_all_items,
     shared_kv_attention,
 )
+from genrec.decoding.exact import ExactSearchResult, exact_top_k
 from genrec.decoding.processors import TrieLogitsProcessor, make_prefix_allowed_tokens_fn
 from genrec.decoding.trie import PrefixTrie
 
 __all__ = [
+    "ExactSearchResult",
     "PrefixTrie",
     "TrieLogitsProcessor",
     "constrained_beam_search",
     "constrained_beam_search_causal",
+    "exact_top_k",
     "make_prefix_allowed_tokens_fn",
     "score_all_items",
     "shared_kv_attention",

@@ -215,6 +215,7 @@ def _beam_search(
     top_k: int,
     exclusion_keys: torch.Tensor | None,
     normalization: Normalization,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The model-independent search loop.
 
@@ -222,10 +223,16 @@ def _beam_search(
         first_logits: ``(B, V)`` next-token logits of step 0 (one row per user).
         step: ``step(rows, tokens) -> (len(rows), V)`` logits: reorder the model's per-row state so
             that new row ``j`` continues old row ``rows[j]``, feed ``tokens`` (``(len(rows), 1)``).
+        stats: if a dict, filled with ``pruned_bound`` (B,): the best score of any prefix the beams
+            dropped (-inf if none), an upper bound on every item the search did not reach (token
+            log-probabilities are <= 0, so no completion scores above its prefix); and ``expanded``
+            (B,): prefixes fed to the model per user (the root included).
     """
     batch, device = first_logits.shape[0], first_logits.device
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)  # every user starts at the root
     beam_scores = torch.zeros(batch, 1, dtype=torch.float32, device=device)
+    pruned_bound = torch.full((batch,), NEG_INF, device=device)
+    expanded = torch.ones(batch, dtype=torch.long, device=device)
     logits = first_logits
     for level in range(trie.depth):
         size, width = trie.codebook_sizes[level], nodes.shape[1]
@@ -234,6 +241,8 @@ def _beam_search(
         candidates = (beam_scores[:, :, None] + log_probs).masked_fill(~allowed, NEG_INF).view(batch, width * size)
 
         if level == trie.depth - 1:
+            if stats is not None:
+                stats.update(pruned_bound=pruned_bound, expanded=expanded)
             if exclusion_keys is None:
                 ranked = _rank_final_top(candidates, nodes, trie, level, size, top_k)
                 if ranked is not None:
@@ -248,12 +257,17 @@ def _beam_search(
             return _rank_final(candidates, items, top_k)
 
         # Beams that run out of valid continuations keep a -inf score and node -1 (a dead beam).
-        beam_scores, picked = candidates.topk(min(num_beams, width * size), dim=1)
+        keep = min(num_beams, width * size)
+        if stats is not None and keep < width * size:  # the best candidate dropped here bounds everything below it
+            kept_and_next = candidates.topk(keep + 1, dim=1).values
+            pruned_bound = torch.maximum(pruned_bound, kept_and_next[:, keep])
+        beam_scores, picked = candidates.topk(keep, dim=1)
         parent, code = picked // size, picked % size
         is_valid = allowed.view(batch, width * size).gather(1, picked)
         nodes = torch.where(is_valid, trie.step(level, nodes.gather(1, parent), code), -1)
         rows = (torch.arange(batch, device=device)[:, None] * width + parent).reshape(-1)
         logits = step(rows, (code + level_offsets[level]).reshape(-1, 1))
+        expanded = expanded + is_valid.sum(dim=1)
     raise AssertionError("unreachable: the last level returns")
 
 
@@ -302,6 +316,7 @@ def constrained_beam_search(
     normalization: Normalization = "vocab",
     autocast_dtype: torch.dtype | None = None,
     share_cross_attention: bool = True,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``top_k`` catalogue items per user of an encoder-decoder model (e.g. ``T5ForConditionalGeneration``).
 
@@ -326,6 +341,8 @@ def constrained_beam_search(
         autocast_dtype: run the model under ``torch.autocast`` with this dtype (scores stay fp32).
         share_cross_attention: share each user's cross-attention keys/values across its beams (see the
             module docstring); False copies them per beam once, after step 0 (for comparison).
+        stats: a dict to receive the search's certificate (``pruned_bound``) and ``expanded`` counts
+            (see :func:`genrec.decoding.exact_top_k`, which uses them).
 
     Returns:
         ``items`` ``(B, top_k)`` long item indices, best first, ties by item index; -1 where fewer
@@ -367,7 +384,7 @@ def constrained_beam_search(
                         decoder_input_ids=tokens, **{_cache_argument(model): cache}, use_cache=True)
             return out.logits[:, -1]
 
-        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization)
+        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization, stats)
 
 
 def constrained_beam_search_causal(
@@ -382,6 +399,7 @@ def constrained_beam_search_causal(
     *,
     normalization: Normalization = "vocab",
     autocast_dtype: torch.dtype | None = None,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`constrained_beam_search` for a decoder-only model (``LlamaForCausalLM``, ``Qwen2ForCausalLM``, ...).
 
@@ -422,7 +440,7 @@ def constrained_beam_search_causal(
                         use_cache=True, logits_to_keep=1)
             return out.logits[:, -1]
 
-        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization)
+        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization, stats)
 
 
 def score_all_items(
