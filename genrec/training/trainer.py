@@ -419,6 +419,9 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
                                "fewer warmup steps", result.steps, warmup)
             break
     result.cpu_seconds = time.process_time() - cpu["start"]
+    # The caller's model comes back as it went in: without Accelerate's autocast wrapper on its forward,
+    # so that using it after training (in fp32) gives what a reload of the saved weights gives.
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     accelerator.wait_for_everyone()
     return result
 
