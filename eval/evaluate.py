@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from genrec.decoding import constrained_beam_search, constrained_beam_search_causal
+from genrec.decoding import constrained_beam_search, constrained_beam_search_causal, exact_top_k
 from genrec.eval.metrics import per_user_metrics
 from genrec.training.sampler import LengthBucketBatchSampler
 
@@ -37,6 +37,7 @@ class EvalResult:
     ranked_items: torch.Tensor | None = None
     num_users: int = 0
     seconds: float = 0.0
+    search_stats: dict | None = None  # exact search: certified_share, expanded_per_user
 
     @property
     def users_per_second(self) -> float:
@@ -68,6 +69,8 @@ def evaluate_generative(
     max_users: int | None = None,
     show_progress: bool = True,
     desc: str = "evaluate",
+    search: str = "beam",
+    max_width: int = 512,
 ) -> EvalResult:
     """Rank the catalogue for every example of ``dataset`` and score the targets.
 
@@ -81,6 +84,8 @@ def evaluate_generative(
         collator: pads rows into ``input_ids``/``attention_mask`` tensors (either side: prompts of a
             decoder-only model are left-aligned here).
         num_beams: beam width (>= max(ks); docs/method.md asks for >= the largest K reported).
+        search: ``"beam"`` or ``"exact"`` (:func:`genrec.decoding.exact_top_k` from width ``num_beams`` up to
+            ``max_width``; the result's ``search_stats`` hold the certified share and prefixes expanded per user).
         max_users: evaluate only the first ``max_users`` examples (quick validation); None = all.
     """
     top_k = max(ks)
@@ -98,13 +103,22 @@ def evaluate_generative(
         loader = accelerator.prepare_data_loader(loader, device_placement=True)
     is_main = accelerator is None or accelerator.is_local_main_process
 
+    if search not in ("beam", "exact"):
+        raise ValueError(f"search must be 'beam' or 'exact', got {search!r}")
     start = time.perf_counter()
     ranked_all, target_all, user_all = [], [], []
+    certified_count = expanded_total = 0
     causal = not model.config.is_encoder_decoder
     for batch in tqdm(loader, desc=desc, disable=not (show_progress and is_main), dynamic_ncols=True):
         input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         if causal:
             input_ids, attention_mask = left_align(input_ids, attention_mask)
+        if search == "exact":
+            found = exact_top_k(model, input_ids, attention_mask, trie, top_k, start_width=num_beams, max_width=max(max_width, num_beams))
+            items = found.items.to(device)
+            certified_count += int(found.certified.sum())
+            expanded_total += int(found.expanded.sum())
+        elif causal:
             items, _scores = constrained_beam_search_causal(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k)
         else:
             items, _scores = constrained_beam_search(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k)
@@ -132,7 +146,11 @@ def evaluate_generative(
                            "a process's results were lost (metrics would not be over all users)")
     per_user = per_user_metrics(ranked, targets, ks)
     metrics = {name: v.mean().item() for name, v in per_user.items()}
-    return EvalResult(metrics=metrics, per_user=per_user, user_index=users, ranked_items=ranked, num_users=len(users), seconds=seconds)
+    stats = None
+    if search == "exact":  # this process's share (exact search is for single-process evaluation and benchmarks)
+        stats = {"certified_share": certified_count / max(1, len(users)), "expanded_per_user": expanded_total / max(1, len(users))}
+    return EvalResult(metrics=metrics, per_user=per_user, user_index=users, ranked_items=ranked, num_users=len(users), seconds=seconds,
+                      search_stats=stats)
 
 
 @torch.no_grad()

@@ -351,6 +351,8 @@ def _recommend_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="items per history (default 10)")
     p.add_argument("--num-beams", type=int, default=None, help="beam width (default: the model's; at least k)")
     p.add_argument("--batch-size", type=int, default=None, help="histories decoded together (default: the model's)")
+    p.add_argument("--search", choices=["beam", "exact"], default=None,
+                   help="beam search, or the model's exact top k (certified; default: the model's setting)")
     p.add_argument("--exclude-seen", action="store_true",
                    help="never recommend an item of the history (default: allowed, as the evaluation ranks)")
     p.add_argument("--strict", action="store_true", help="unknown item ids are an error (default: skipped and counted)")
@@ -397,7 +399,7 @@ def run_recommend(argv: list[str]) -> int:
     try:
         results = recommender.recommend([r.history for r in requests], k=args.k, user_ids=[r.user_id for r in requests],
                                         exclude_seen=args.exclude_seen, strict=args.strict, empty_history=args.empty_history,
-                                        num_beams=args.num_beams, batch_size=args.batch_size)
+                                        num_beams=args.num_beams, batch_size=args.batch_size, search=args.search)
     except UnknownItemError as e:
         ids = e.unknown_item_ids
         raise InputError(f"{requests[e.request_index].where}: {len(ids)} item id(s) not in the catalogue of "

@@ -80,7 +80,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from genrec.data import Examples, Seq2SeqCollator, build_seq2seq_dataset
-from genrec.decoding import PrefixTrie, constrained_beam_search, constrained_beam_search_causal
+from genrec.decoding import PrefixTrie, constrained_beam_search, constrained_beam_search_causal, exact_top_k
 from genrec.models.lora import merge_lora
 from genrec.models.t5 import prompt_eos_id
 from genrec.models.tokens import TokenSpace
@@ -96,6 +96,7 @@ MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
 POPULAR_FILE = "popular_items.json"
 USERS_FILE = "user_ids.json"
+SEARCHES = ("beam", "exact")
 CARD_FILE = "README.md"
 TEXT_TOKENIZER_DIR = "text_tokenizer"
 ITEM_TEXT_FILE = "item_text_tokens.safetensors"
@@ -184,15 +185,21 @@ class GenerationSettings:
         normalization: ``"vocab"`` (softmax over the whole vocabulary, as in training) or ``"level"``.
         batch_size: users decoded together (a recommender built without settings: 256 for
             encoder-decoder models, 32 for decoder-only ones).
+        search: ``"beam"`` (beam search with ``num_beams``) or ``"exact"`` (the model's exact top k,
+            :func:`genrec.decoding.exact_top_k`, frontier widened up to ``max_width``).
     """
 
     num_beams: int = 20
     normalization: str = "vocab"
     batch_size: int = 256
+    search: str = "beam"
+    max_width: int = 512
 
     def __post_init__(self):
         if self.num_beams < 1 or self.batch_size < 1:
             raise ValueError(f"num_beams and batch_size must be >= 1, got {self.num_beams} and {self.batch_size}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {self.search!r}")
         if self.normalization not in ("vocab", "level"):
             raise ValueError(f"normalization must be 'vocab' or 'level', got {self.normalization!r}")
 
@@ -371,11 +378,18 @@ class ModelBackend:
         return left_align(batch["input_ids"], batch["attention_mask"])
 
     @staticmethod
-    def search(model, input_ids, attention_mask, trie, *, num_beams, top_k, exclude_items, normalization):
-        """``(items, scores)`` (B, top_k), as :func:`~genrec.decoding.constrained_beam_search` returns them."""
-        search = constrained_beam_search if model.config.is_encoder_decoder else constrained_beam_search_causal
-        return search(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k,
-                      exclude_items=exclude_items, normalization=normalization)
+    def search(model, input_ids, attention_mask, trie, *, num_beams, top_k, exclude_items, normalization, search="beam",
+               max_width=512):
+        """``(items, scores)`` (B, top_k), as :func:`~genrec.decoding.constrained_beam_search` returns them
+        (``search="exact"``: :func:`~genrec.decoding.exact_top_k`, starting at ``num_beams``)."""
+        if search == "exact":
+            result = exact_top_k(model, input_ids, attention_mask, trie, top_k, start_width=num_beams,
+                                 max_width=max(max_width, num_beams, top_k), exclude_items=exclude_items,
+                                 normalization=normalization)
+            return result.items, result.scores
+        beam = constrained_beam_search if model.config.is_encoder_decoder else constrained_beam_search_causal
+        return beam(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k,
+                    exclude_items=exclude_items, normalization=normalization)
 
 
 class T5Backend(ModelBackend):
@@ -648,7 +662,8 @@ class GenerativeRecommender:
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, user_ids: Sequence[str | None] | None = None,
                   exclude_seen: bool = False, strict: bool = False, empty_history: EmptyHistory = "error",
-                  num_beams: int | None = None, batch_size: int | None = None) -> list[Recommendation]:
+                  num_beams: int | None = None, batch_size: int | None = None,
+                  search: str | None = None) -> list[Recommendation]:
         """Top-``k`` catalogue items for each history.
 
         Called with each user's id (``user_ids``) and the defaults, the lists are the ones the
@@ -672,6 +687,7 @@ class GenerativeRecommender:
             num_beams: beam width (default: the bundle's ``generation.num_beams``); at least ``k`` is used.
             batch_size: users decoded together (default ``generation.batch_size``). Histories are
                 sorted by length into batches (less padding); results come back in input order.
+            search: ``"beam"`` or ``"exact"`` (the model's exact top k; default ``generation.search``).
 
         Returns:
             B :class:`Recommendation`, in the order of ``histories``.
@@ -687,6 +703,9 @@ class GenerativeRecommender:
         if user_ids is not None and len(user_ids) != len(histories):
             raise ValueError(f"{len(user_ids)} user ids for {len(histories)} histories")
         num_beams = max(int(num_beams or self.generation.num_beams), int(k))
+        search = search or self.generation.search
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
         batch_size = int(batch_size or self.generation.batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -726,7 +745,8 @@ class GenerativeRecommender:
         todo = sorted(known_histories, key=lambda i: min(len(known_histories[i]), self.max_history))
         for start in range(0, len(todo), batch_size):
             rows = todo[start:start + batch_size]
-            items, scores = self._decode([known_histories[i] for i in rows], [users[i] for i in rows], k, num_beams, exclude_seen)
+            items, scores = self._decode([known_histories[i] for i in rows], [users[i] for i in rows], k, num_beams, exclude_seen,
+                                         search)
             for row, item_row, score_row in zip(rows, items.tolist(), scores.tolist(), strict=True):
                 kept = [(self.item_ids[item], score) for item, score in zip(item_row, score_row, strict=True) if item >= 0]
                 results[row].item_ids = [item for item, _ in kept]
@@ -752,7 +772,7 @@ class GenerativeRecommender:
 
     @torch.no_grad()
     def _decode(self, histories: list[list[int]], users: list[str | None], k: int, num_beams: int,
-                exclude_seen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                exclude_seen: bool, search: str = "beam") -> tuple[torch.Tensor, torch.Tensor]:
         """Item indices and scores (B, k) for B non-empty histories of item indices (-1 / -inf: none)."""
         cut = [h[-self.max_history:] for h in histories]
         lengths = np.array([len(h) for h in cut], dtype=np.int64)
@@ -766,7 +786,8 @@ class GenerativeRecommender:
                                                         eos=prompt_eos_id(self.model.config, self.space.eos_id) is not None)
         exclude = [sorted(set(h)) for h in histories] if exclude_seen else None
         items, scores = self.backend.search(self.model, input_ids, attention_mask, self.trie, num_beams=num_beams, top_k=k,
-                                            exclude_items=exclude, normalization=self.generation.normalization)
+                                            exclude_items=exclude, normalization=self.generation.normalization,
+                                            search=search, max_width=self.generation.max_width)
         return items.cpu(), scores.cpu()
 
     # ---- saving -----------------------------------------------------------------------------------------

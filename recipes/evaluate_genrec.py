@@ -141,14 +141,15 @@ def load_run(run: str | Path, data_dir: str | None = None, device: str | torch.d
 
 
 def evaluate_run(loaded: LoadedRun, split: str = "test", *, num_beams: int | None = None, batch_size: int | None = None,
-                 max_users: int | None = None, show_progress: bool = True) -> EvalResult:
+                 max_users: int | None = None, show_progress: bool = True, search: str | None = None,
+                 max_width: int | None = None) -> EvalResult:
     """:func:`evaluate_generative` on the run's ``split`` rows as the training recipe evaluates them."""
     cfg = loaded.cfg
     trie = PrefixTrie.from_item_tokens(loaded.space.codes_to_tokens(loaded.sid_table.sids), level_ranges=loaded.space.level_ranges)
     return evaluate_generative(loaded.model, loaded.dataset(split), trie, loaded.inputs.eval_collator,
                                num_beams=num_beams or cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
                                batch_size=batch_size or cfg.eval.batch_size, max_users=max_users, show_progress=show_progress,
-                               desc=split)
+                               desc=split, search=search or cfg.eval.search, max_width=max_width or cfg.eval.exact_max_width)
 
 
 def write_per_user(path: str | Path, res: EvalResult, split_name: str, user_ids: list[str], cold_by_user=None) -> Path:
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--split", choices=["validation", "test"], default="test")
     p.add_argument("--num-beams", type=int, default=None, help="default: the run's eval.num_beams")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's eval.batch_size")
+    p.add_argument("--search", choices=["beam", "exact"], default=None,
+                   help="beam search or the model's exact top-k (default: the run's eval.search)")
+    p.add_argument("--max-width", type=int, default=None, help="exact search's node budget (default: the run's eval.exact_max_width)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--base-model", default=None, metavar="PATH",
                    help="LoRA runs: the pretrained checkpoint folder (default: the run's model.lora.pretrained)")
@@ -196,10 +200,12 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     run = Path(args.run)
     loaded = load_run(run, args.data_dir, base_model=args.base_model)
-    res = evaluate_run(loaded, args.split, num_beams=args.num_beams, batch_size=args.batch_size, max_users=args.max_users)
+    res = evaluate_run(loaded, args.split, num_beams=args.num_beams, batch_size=args.batch_size, max_users=args.max_users,
+                       search=args.search, max_width=args.max_width)
     num_beams = args.num_beams or loaded.cfg.eval.num_beams
     result = {"split": args.split, "metrics": res.metrics, "num_users": res.num_users, "seconds": res.seconds,
               "users_per_second": res.users_per_second, "num_beams": num_beams, "model_type": loaded.cfg.model.type,
+              "search": args.search or loaded.cfg.eval.search, "search_stats": res.search_stats,
               "device": str(next(loaded.model.parameters()).device),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d")}
     cold_by_user = loaded.split.cold_test_users() if args.split == "test" else None

@@ -93,6 +93,8 @@ class EvalConfig:
     valid_sample_seed: int | None = 0  # the sample's seed (None = the first N users)
     test_max_users: int | None = None  # debugging only: reported metrics must use all users (None)
     final_validation: bool = True  # re-rank the full validation split with the best model at the end (false: test only)
+    search: str = "beam"  # "beam" | "exact" (the model's exact top-k, genrec.decoding.exact_top_k, from width num_beams)
+    exact_max_width: int = 512  # exact search's node budget: the widest frontier per level
 
     def __post_init__(self):
         check_positive(self, "num_beams", "batch_size")
@@ -100,6 +102,8 @@ class EvalConfig:
         require(bool(self.ks) and all(k >= 1 for k in self.ks), f"ks must be a non-empty list of cut-offs >= 1, got {self.ks!r}")
         require(self.num_beams >= max(self.ks), f"num_beams ({self.num_beams}) must be >= the largest of ks ({max(self.ks)}): "
                 "beam search returns at most num_beams items")
+        require(self.search in ("beam", "exact"), f"search must be 'beam' or 'exact', got {self.search!r}")
+        require(self.exact_max_width >= self.num_beams, f"exact_max_width ({self.exact_max_width}) must be >= num_beams")
 
 
 @dataclass
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def evaluate(model, ds, acc, max_users, desc):
         return evaluate_generative(model, ds, trie, inputs.eval_collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
-                                   batch_size=cfg.eval.batch_size, accelerator=acc, max_users=max_users, desc=desc)
+                                   batch_size=cfg.eval.batch_size, accelerator=acc, max_users=max_users, desc=desc,
+                                   search=cfg.eval.search, max_width=cfg.eval.exact_max_width)
 
     valid_sample = fixed_sample(inputs.valid_ds, cfg.eval.valid_max_users, cfg.eval.valid_sample_seed)
 

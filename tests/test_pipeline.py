@@ -167,6 +167,20 @@ def test_full_width_beams_equal_the_exhaustive_ranking(setup):
         np.testing.assert_allclose(r.scores, row[best].numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_exact_search_recommends_the_exhaustive_ranking(setup):
+    """recommend(search="exact") with narrow starting beams: the exhaustive top k, certified by the search."""
+    rec, split, vocab, tokens = setup["rec"], setup["split"], setup["vocab"], setup["item_tokens"]
+    dataset = build_seq2seq_dataset(split.test, tokens, add_user_token=vocab.user_token)
+    batch = Seq2SeqCollator()(dataset.to_list()[:12])
+    exhaustive = score_all_items(rec.model, batch["input_ids"], batch["attention_mask"], tokens, vocab=vocab)
+    out = rec.recommend(histories_of(split, split.test)[:12], k=5, user_ids=split.user_ids[:12], num_beams=5, search="exact")
+    for row, r in zip(exhaustive, out, strict=True):
+        best = sorted(range(NUM_ITEMS), key=lambda i: (-row[i].item(), i))[:5]
+        assert r.item_ids == [split.item_ids[i] for i in best]
+    with pytest.raises(ValueError, match="search must be one of"):
+        rec.recommend(histories_of(split, split.test)[:2], k=5, search="greedy")
+
+
 def test_saved_bundle_reloads_to_the_same_recommendations(setup, tmp_path):
     rec, split = setup["rec"], setup["split"]
     histories = histories_of(split, split.test)
