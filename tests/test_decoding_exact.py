@@ -54,7 +54,7 @@ def test_exclusions_and_the_node_budget():
     result = exact_top_k(model, ids, mask, trie, 5, start_width=5, max_width=256, exclude_items=exclude)
     assert result.certified.all() and torch.equal(result.items, ref_items)
     # A budget too small to certify: the widest search's list, flagged.
-    capped = exact_top_k(model, ids, mask, trie, 5, start_width=5, max_width=5)
+    capped = exact_top_k(model, ids, mask, trie, 5, start_width=5, max_width=5)  # no second pass
     beam, _ = constrained_beam_search(model, ids, mask, trie, num_beams=5, top_k=5)
     assert not capped.certified.all() and torch.equal(capped.items, beam) and (capped.width == 5).all()
     with pytest.raises(ValueError, match="max_width"):

@@ -216,6 +216,7 @@ def _beam_search(
     exclusion_keys: torch.Tensor | None,
     normalization: Normalization,
     stats: dict | None = None,
+    threshold: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The model-independent search loop.
 
@@ -227,6 +228,9 @@ def _beam_search(
             dropped (-inf if none), an upper bound on every item the search did not reach (token
             log-probabilities are <= 0, so no completion scores above its prefix); and ``expanded``
             (B,): prefixes fed to the model per user (the root included).
+        threshold: (B,) scores; prefixes scoring below their user's threshold are dropped at every
+            level (no item below them can reach it), and the beams shrink to the most prefixes any
+            user keeps (at most ``num_beams``): the threshold search of :func:`genrec.decoding.exact_top_k`.
     """
     batch, device = first_logits.shape[0], first_logits.device
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)  # every user starts at the root
@@ -258,6 +262,9 @@ def _beam_search(
 
         # Beams that run out of valid continuations keep a -inf score and node -1 (a dead beam).
         keep = min(num_beams, width * size)
+        if threshold is not None:
+            candidates = candidates.masked_fill(candidates < threshold[:, None], NEG_INF)
+            keep = max(1, min(keep, int(torch.isfinite(candidates).sum(dim=1).max())))
         if stats is not None and keep < width * size:  # the best candidate dropped here bounds everything below it
             kept_and_next = candidates.topk(keep + 1, dim=1).values
             pruned_bound = torch.maximum(pruned_bound, kept_and_next[:, keep])
@@ -317,6 +324,7 @@ def constrained_beam_search(
     autocast_dtype: torch.dtype | None = None,
     share_cross_attention: bool = True,
     stats: dict | None = None,
+    threshold: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``top_k`` catalogue items per user of an encoder-decoder model (e.g. ``T5ForConditionalGeneration``).
 
@@ -343,6 +351,7 @@ def constrained_beam_search(
             module docstring); False copies them per beam once, after step 0 (for comparison).
         stats: a dict to receive the search's certificate (``pruned_bound``) and ``expanded`` counts
             (see :func:`genrec.decoding.exact_top_k`, which uses them).
+        threshold: (B,) per-user score threshold: prefixes below it are dropped (see ``_beam_search``).
 
     Returns:
         ``items`` ``(B, top_k)`` long item indices, best first, ties by item index; -1 where fewer
@@ -384,7 +393,8 @@ def constrained_beam_search(
                         decoder_input_ids=tokens, **{_cache_argument(model): cache}, use_cache=True)
             return out.logits[:, -1]
 
-        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization, stats)
+        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization, stats,
+                            None if threshold is None else threshold.to(device))
 
 
 def constrained_beam_search_causal(
@@ -400,6 +410,7 @@ def constrained_beam_search_causal(
     normalization: Normalization = "vocab",
     autocast_dtype: torch.dtype | None = None,
     stats: dict | None = None,
+    threshold: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`constrained_beam_search` for a decoder-only model (``LlamaForCausalLM``, ``Qwen2ForCausalLM``, ...).
 
@@ -440,7 +451,8 @@ def constrained_beam_search_causal(
                         use_cache=True, logits_to_keep=1)
             return out.logits[:, -1]
 
-        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization, stats)
+        return _beam_search(first, step, trie, level_offsets, num_beams, top_k, exclusion_keys, normalization, stats,
+                            None if threshold is None else threshold.to(device))
 
 
 def score_all_items(
