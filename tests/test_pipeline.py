@@ -200,7 +200,8 @@ def test_saved_bundle_reloads_to_the_same_recommendations(setup, tmp_path):
     card = (folder / "README.md").read_text()
     assert "recommendation_metrics:" in card and "recall@10: 0.25" in card and "| recall@10 | 0.2500 |" in card
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["generation"] == {"num_beams": 12, "normalization": "vocab", "batch_size": 8} and config["max_history"] == 5
+    assert config["generation"] == {"num_beams": 12, "normalization": "vocab", "batch_size": 8, "search": "beam", "max_width": 512}
+    assert config["max_history"] == 5
     # Without the user ids every user is hashed; saving again over the bundle replaces it.
     anonymous = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "anonymous", include_user_ids=False), device="cpu")
     assert not (tmp_path / "anonymous" / "user_ids.json").exists() and anonymous.user_ids is None
