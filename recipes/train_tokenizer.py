@@ -77,6 +77,7 @@ from genrec.tokenizer.fusion import (
     source_weights,
 )
 from genrec.tokenizer.io import atomic_save_json
+from genrec.training import choose_num_threads
 from genrec.tokenizer.regularizers import build_regularizers
 from genrec.tokenizer.regularizers.factory import resolve_config
 
@@ -97,6 +98,7 @@ class TrainTokenizerConfig:
     codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     quantizer: dict = field(default_factory=dict)  # further constructor arguments of the method, e.g. latent_dim
     seed: int = 0
+    num_threads: int | None = None  # torch threads (None: $OMP_NUM_THREADS, else the cores free at the start)
     # training: trainable methods only (rq_vae); random and rq_kmeans are not trained and ignore these
     epochs: int = 200
     batch_size: int = 1024
@@ -300,6 +302,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cfg = load_config(TrainTokenizerConfig, args.config, data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    threads, why = choose_num_threads(cfg.num_threads)
+    torch.set_num_threads(threads)  # threads beyond the free cores slow every step down, many times over
+    logger.info("torch threads: %d (%s)", threads, why)
     out = Path(cfg.output_dir)
     timings: dict[str, float] = {}
 

@@ -304,3 +304,13 @@ def test_a_wall_clock_budget_ending_in_warmup_is_reported(tmp_path, caplog):
         result = train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, cfg, tmp_path)
     assert result.steps == 1
     assert any("ended during the learning-rate warmup (step 1 of 10 warmup steps)" in r.getMessage() for r in caplog.records)
+
+
+def test_busy_cores_are_read_from_proc_stat(tmp_path, monkeypatch):
+    import genrec.training.hardware as hw
+
+    stat = tmp_path / "stat"
+    reads = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  200 0 200 900 0 0 0 0 0 0\n"])  # 200 busy of 300 jiffies
+    monkeypatch.setattr(hw.Path, "read_text", lambda self: next(reads))
+    monkeypatch.setattr(hw.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert hw.busy_cores(interval=0, stat=stat) == pytest.approx(2.0)  # 3 cores x 2/3 busy

@@ -10,7 +10,7 @@ from Ampere on, and CPUs with AVX512_BF16 or AMX. On an AVX2-only CPU the same s
 Threads: torch's intra-op threads spin-wait on each other, so on cores that other jobs also use they
 slow down far more than the cores they lose (10-30x measured for a 2-thread T5 step beside one
 other CPU-bound process on 2 cores). :func:`choose_num_threads` takes the cores that are free now
-(cores minus the 1-minute load average), unless ``OMP_NUM_THREADS`` or the config says otherwise;
+(cores minus the cores busy right now, read from ``/proc/stat``), unless ``OMP_NUM_THREADS`` or the config says otherwise;
 :class:`CpuShareMonitor` warns when a running job gets far less CPU time than its threads could use.
 """
 
@@ -73,8 +73,8 @@ def resolve_mixed_precision(setting: str, device: str | None = None, flags: set[
 def choose_num_threads(setting: int | None = None, cpu_count: int | None = None, load: float | None = None) -> tuple[int, str]:
     """``(threads, why)``: ``setting`` when given, else ``$OMP_NUM_THREADS``, else the free cores (>= 1).
 
-    Free cores = ``cpu_count`` (default: the CPUs this process may use) minus the 1-minute load
-    average (``load``, default ``os.getloadavg()``), rounded.
+    Free cores = ``cpu_count`` (default: the CPUs this process may use) minus the busy cores
+    (``load``, default :func:`busy_cores`, else the 1-minute load average), rounded.
     """
     if setting is not None:
         if setting < 1:
@@ -88,10 +88,38 @@ def choose_num_threads(setting: int | None = None, cpu_count: int | None = None,
             raise ValueError(f"OMP_NUM_THREADS must be a whole number, got {env!r}") from None
     if cpu_count is None:
         cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    how = "busy cores now"
     if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        load = busy_cores()
+        if load is None:  # no /proc/stat: the 1-minute load average (which lags behind a change of load)
+            load, how = (os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0), "load average"
     free = max(1, min(cpu_count, round(cpu_count - load)))
-    return free, f"{cpu_count} core(s), load average {load:.1f}: {free} free"
+    return free, f"{cpu_count} core(s), {how} {load:.1f}: {free} free"
+
+
+def busy_cores(interval: float = 0.5, stat: str | Path = "/proc/stat") -> float | None:
+    """How many CPU cores other work keeps busy, from two reads of ``/proc/stat`` ``interval`` seconds apart
+    (None where there is no such file). Unlike the load average it reflects the load of this moment."""
+
+    def read() -> tuple[int, int] | None:
+        try:
+            fields = Path(stat).read_text().splitlines()[0].split()[1:]
+        except (OSError, IndexError):
+            return None
+        values = [int(v) for v in fields]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    first = read()
+    if first is None:
+        return None
+    time.sleep(interval)
+    second = read()
+    if second is None or second[0] <= first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores * (total - idle) / total
 
 
 class CpuShareMonitor:
