@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on Amazon Beauty, a smoke run with a small fixed budget (~15 min on 2 free cores, ~3 more for
+# The main job on Amazon Beauty, a smoke run with a small fixed budget (~20 min on 2 free cores, ~3 more for
 # the first embeddings; the converged run is recipes/beauty_full.sh):
 #   1. text embeddings (cached) -> RQ-VAE tokenizer (3 x 256 codes + dedup code; the same codes for a seed),
 #   2. TIGER-size T5 trained for 400 optimizer steps of 256 examples (100 warmup), validated on 1,000 users;
