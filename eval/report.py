@@ -177,11 +177,11 @@ def plot_learning_curve(curves: str | Path | dict[str, str | Path], png: str | P
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for label, csv_path in curves.items():
         rows = read_learning_curve(csv_path)
-        for ax, name in zip(axes[0], panels):
+        for ax, name in zip(axes[0], panels, strict=True):
             points = [(r[x], r[name]) for r in rows if name in r and x in r]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=3, label=label or None)
-    for ax, name in zip(axes[0], panels):
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=label or None)
+    for ax, name in zip(axes[0], panels, strict=True):
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(f"validation {name}")
         ax.grid(alpha=0.3)

@@ -75,7 +75,13 @@ from genrec.models import (
 )
 from genrec.models.lora import extend_tokenizer, is_seq2seq_checkpoint
 from genrec.tokenizer import SIDTable
-from genrec.training import TrainingConfig, atomic_write_json, choose_num_threads, resolve_mixed_precision, train
+from genrec.training import (
+    TrainingConfig,
+    atomic_write_json,
+    choose_num_threads,
+    resolve_mixed_precision,
+    train,
+)
 from genrec.training.checkpoint import check_output_dir
 from genrec.vocab import SIDVocab
 

@@ -77,9 +77,9 @@ from genrec.tokenizer.fusion import (
     source_weights,
 )
 from genrec.tokenizer.io import atomic_save_json
-from genrec.training import choose_num_threads
 from genrec.tokenizer.regularizers import build_regularizers
 from genrec.tokenizer.regularizers.factory import resolve_config
+from genrec.training import choose_num_threads
 
 logger = logging.getLogger("train_tokenizer")
 

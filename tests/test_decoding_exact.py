@@ -7,7 +7,13 @@ import torch
 from test_decoding_beam_search import TINY_T5, exhaustive_top_k, make_catalogue, make_histories
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from genrec.decoding import PrefixTrie, constrained_beam_search, constrained_beam_search_causal, exact_top_k, score_all_items
+from genrec.decoding import (
+    PrefixTrie,
+    constrained_beam_search,
+    constrained_beam_search_causal,
+    exact_top_k,
+    score_all_items,
+)
 from genrec.models import build_t5
 from genrec.vocab import EOS_ID, SIDVocab
 
@@ -65,7 +71,8 @@ def test_exact_search_through_evaluation(tmp_path):
     """eval.search=exact returns the exhaustive top-k of a trained tiny run."""
     import sys
 
-    from _genrec_tiny import ROOT, TINY_T5 as TINY_T5_ARGS, make_dataset, recipe_args
+    from _genrec_tiny import ROOT, make_dataset, recipe_args
+    from _genrec_tiny import TINY_T5 as TINY_T5_ARGS
     from accelerate.state import AcceleratorState
 
     sys.path.insert(0, str(ROOT / "recipes"))
@@ -86,6 +93,6 @@ def test_exact_search_through_evaluation(tmp_path):
     batch = loaded.inputs.eval_collator([ds[i] for i in range(len(ds))])
     tokens = loaded.space.codes_to_tokens(loaded.sid_table.sids)
     ref, _ = exhaustive_top_k(score_all_items(loaded.model, batch["input_ids"], batch["attention_mask"], tokens), 10)
-    by_user = dict(zip(batch["user_index"].tolist(), ref.tolist()))
-    assert {u: r for u, r in zip(exact.user_index.tolist(), exact.ranked_items.tolist())} == by_user
+    by_user = dict(zip(batch["user_index"].tolist(), ref.tolist(), strict=True))
+    assert {u: r for u, r in zip(exact.user_index.tolist(), exact.ranked_items.tolist(), strict=True)} == by_user
 

@@ -17,7 +17,14 @@ import pytest
 import torch
 from _genrec_tiny import ROOT, TINY_T5, make_dataset, recipe_args
 
-from genrec.data import EveryTargetCollator, Seq2SeqCollator, build_every_target_dataset, build_seq2seq_dataset, leave_one_out_split, load_dataset
+from genrec.data import (
+    EveryTargetCollator,
+    Seq2SeqCollator,
+    build_every_target_dataset,
+    build_seq2seq_dataset,
+    leave_one_out_split,
+    load_dataset,
+)
 from genrec.models import load_model
 from genrec.models.t5 import CausalEncoderT5, T5RecConfig, build_t5
 from genrec.tokenizer import SIDTable
@@ -101,12 +108,12 @@ def test_rows_label_every_training_target_once_with_its_history(tmp_path, max_hi
         assert row["input_ids"][0] == vocab.user_token(row["user_index"]) and 1 not in row["input_ids"]  # no eos
         targets = [token_to_item[tuple(row["labels"][k:k + depth])] for k in range(0, len(row["labels"]), depth)]
         assert len(targets) == len(row["target_starts"]) == row["num_targets"] and targets[-1] == row["target"]
-        for target, start in zip(targets, row["target_starts"]):
+        for target, start in zip(targets, row["target_starts"], strict=True):
             history = row["input_ids"][1:start]
             items = tuple(token_to_item[tuple(history[k:k + depth])] for k in range(0, len(history), depth))
             labelled[(row["user_index"], items, target)] += 1
     expected = Counter((int(u), tuple(split.train.history(m).tolist()), int(t))
-                       for m, (u, t) in enumerate(zip(split.train.user_index, split.train.target)))
+                       for m, (u, t) in enumerate(zip(split.train.user_index, split.train.target, strict=True)))
     if max_history == 20:  # windows hold whole sequences (<= 8 items): exactly the prefix examples
         assert labelled == expected
     else:  # every target once; a history is cut where its window starts

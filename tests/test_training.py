@@ -239,7 +239,6 @@ def test_early_stopping_after_patience_validations_without_improvement(tmp_path)
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
     from genrec.training import resolve_mixed_precision
-    from genrec.training.hardware import cpu_flags
 
     assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "avx512f", "avx512_bf16"}) == "bf16"
     assert resolve_mixed_precision("auto", device="cpu", flags={"avx2", "amx_bf16", "amx_tile"}) == "bf16"

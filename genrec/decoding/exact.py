@@ -23,7 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from genrec.decoding.beam_search import ExcludeItems, Normalization, constrained_beam_search, constrained_beam_search_causal
+from genrec.decoding.beam_search import (
+    ExcludeItems,
+    Normalization,
+    constrained_beam_search,
+    constrained_beam_search_causal,
+)
 from genrec.decoding.trie import PrefixTrie
 
 NEG_INF = float("-inf")

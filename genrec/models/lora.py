@@ -38,8 +38,8 @@ from tokenizers import AddedToken
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from genrec.models.tokens import TokenSpace
-from genrec.tokenizer.text_tokens import DEFAULT_FORMAT, add_sid_tokens, resize_model_embeddings
 from genrec.tokenizer.hub import check_loadable_folder
+from genrec.tokenizer.text_tokens import DEFAULT_FORMAT, add_sid_tokens, resize_model_embeddings
 
 logger = logging.getLogger(__name__)
 

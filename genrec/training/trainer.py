@@ -30,8 +30,8 @@ import contextlib
 import json
 import logging
 import math
-import re
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -43,8 +43,13 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, broadcast, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_inverse_sqrt_schedule
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_inverse_sqrt_schedule,
+)
 
+from genrec.config import check_positive, require
 from genrec.training.checkpoint import (
     CHECKPOINT_NAME,
     TRAINER_STATE,
@@ -59,7 +64,6 @@ from genrec.training.checkpoint import (
     replace_dir,
     rng_fingerprint,
 )
-from genrec.config import check_positive, require
 from genrec.training.hardware import PRECISIONS, CpuShareMonitor, resolve_mixed_precision
 from genrec.training.sampler import LengthBucketBatchSampler
 
