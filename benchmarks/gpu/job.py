@@ -1,0 +1,109 @@
+"""The prepared GPU job: converged Beauty runs in one call on a lent GPU, results in one folder.
+
+    bash benchmarks/gpu/prepare.sh                 # here, with network: wheels + inputs into .gpu/ (ignored)
+    # on the GPU machine (the device tool's run, carry [".gpu"]):
+    bash benchmarks/gpu/run.sh full                # or: short (a second try), tiny (CPU, the test suite)
+
+For every seed: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_full.yaml``) in the
+every-target mode with GPU-sized batches, early stopping on validation NDCG@10 and a wall-clock cap per run,
+then full-catalogue ranking of all test users (20 beams). Writes into ``--out``: ``results.json`` (per seed:
+test metrics, steps, examples seen, training time, examples/s, ranking users/s; mean and std over seeds; the
+device, versions and command) and ``job.log``. Files stay few (the device tool brings back at most 8).
+
+``--mode tiny`` runs the same code on a tiny synthetic dataset on CPU in seconds (``tests/test_gpu_job.py``),
+so the job cannot rot between GPU windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = {
+    # seeds, minutes per run, model/batch overrides
+    "full": {"seeds": [42, 43, 44], "minutes": 2.0, "overrides": ["training.batch_size=512", "training.learning_rate=0.002",
+                                                                   "training.warmup_steps=200", "training.eval_every_steps=200",
+                                                                   "eval.batch_size=2048"]},
+    "short": {"seeds": [42], "minutes": 2.5, "overrides": ["training.batch_size=512", "training.learning_rate=0.002",
+                                                            "training.warmup_steps=200", "training.eval_every_steps=200",
+                                                            "eval.batch_size=2048"]},
+    "tiny": {"seeds": [0], "minutes": 1.0, "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1",
+                                                          "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8",
+                                                          "training.batch_size=16", "training.warmup_steps=2",
+                                                          "training.eval_every_steps=5", "training.epochs=3", "eval.num_beams=10",
+                                                          "eval.batch_size=16", "eval.valid_max_users=null"]},
+}
+
+
+def device_description() -> dict:
+    import accelerate
+    import torch
+    import transformers
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "cuda": torch.cuda.is_available(), "machine": platform.machine()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda_version=torch.version.cuda,
+                    bf16=torch.cuda.is_bf16_supported())
+    else:
+        info.update(cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads())
+    return info
+
+
+def run_seed(seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path) -> dict:
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import train_genrec
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs: each builds its Accelerator
+    spec = MODES[mode]
+    run_dir = work / f"run_seed{seed}"  # checkpoints and models stay out of --out (the tool brings back few files)
+    args = ["--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
+            f"output_dir={run_dir}", f"training.seed={seed}", "model.encoder=causal", "model.train_targets=every_item",
+            f"training.max_train_minutes={spec['minutes']}", "training.checkpoint_every_minutes=null",
+            "training.checkpoint_at_epoch_end=false", *spec["overrides"]]
+    start = time.perf_counter()
+    metrics = train_genrec.main(args)
+    timings = metrics["timings"]
+    if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
+        (out / f"per_user_seed{seed}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
+    return {"seed": seed, "test": metrics["test"], "steps": metrics["steps"], "examples_seen": metrics["examples_seen"],
+            "early_stopped": metrics["early_stopped"], "best_step": metrics["best_step"],
+            "train_seconds": timings["train_seconds"], "examples_per_second": metrics["examples_seen"] / max(timings["train_seconds"], 1e-9),
+            "test_users_per_second": timings["test_users"] / max(timings["test_eval_seconds"], 1e-9),
+            "wall_seconds": time.perf_counter() - start, "mixed_precision": metrics["mixed_precision"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=sorted(MODES), default="full")
+    parser.add_argument("--data", required=True, help="dataset folder (interactions.csv.gz, items.jsonl.gz)")
+    parser.add_argument("--tokenizer", required=True, help="SID tokenizer folder trained here (recipes/train_tokenizer.py)")
+    parser.add_argument("--out", required=True, help="results.json and the per-user test files")
+    parser.add_argument("--work", default="/tmp/genrec_gpu_runs", help="run folders (checkpoints, models)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"mode": args.mode, "device": device_description(), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "command": " ".join(sys.argv), "runs": []}
+    for seed in MODES[args.mode]["seeds"]:
+        report["runs"].append(run_seed(seed, args.mode, args.data, args.tokenizer, Path(args.work), out))
+        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
+    for metric in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
+        values = [r["test"][metric] for r in report["runs"]]
+        report.setdefault("summary", {})[metric] = {"mean": statistics.mean(values),
+                                                    "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["summary"], indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
