@@ -702,6 +702,8 @@ class GenerativeRecommender:
             raise ValueError(f"empty_history must be 'error' or 'popular', got {empty_history!r}")
         if user_ids is not None and len(user_ids) != len(histories):
             raise ValueError(f"{len(user_ids)} user ids for {len(histories)} histories")
+        if num_beams is not None and (not isinstance(num_beams, Integral) or num_beams < 1):
+            raise ValueError(f"num_beams must be a positive integer, got {num_beams!r}")
         num_beams = max(int(num_beams or self.generation.num_beams), int(k))
         search = search or self.generation.search
         if search not in SEARCHES:

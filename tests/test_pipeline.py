@@ -229,6 +229,8 @@ def test_exclude_seen_and_k(setup):
     assert all(len(r.item_ids) == 30 for r in with_seen)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         rec.recommend(histories, k=0)
+    with pytest.raises(ValueError, match="num_beams must be a positive integer"):
+        rec.recommend(histories, k=5, num_beams=-3)  # was silently read as k beams
 
 
 # ---------------------------------------------------------------------------------------------- bad inputs
