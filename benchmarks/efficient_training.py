@@ -85,7 +85,8 @@ def plot(runs: dict[str, Path], path: Path, metric: str, target: float) -> None:
         for ax, x in zip(axes, ("cpu_seconds", "examples_seen"), strict=True):
             ax.plot([r[x] / (3600 if x == "cpu_seconds" else 1) for r in rows], [r[metric] for r in rows], marker="o",
                     markersize=3, label=name)
-    for ax, label in zip(axes, ("training CPU hours (validation excluded)", "training targets seen"), strict=True):
+    for ax, label in zip(axes, ("training CPU hours (validation excluded)", "training rows seen (prefix examples; windows for every_item)"),
+                         strict=True):
         ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:.4f}")
         ax.set_xlabel(label)
         ax.set_ylabel(f"validation {metric} (fixed 3,000-user sample)")
