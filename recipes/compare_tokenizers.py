@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_data_dir_argument(parser)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs, train nothing")
     parser.add_argument("--run-one", nargs=2, metavar=("TOKENIZER", "SEED"), help=argparse.SUPPRESS)  # the child process
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(CompareConfig, _config_path(args.config), data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.run_one:

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="continue from the newest checkpoint in <output_dir>/checkpoints (a fresh start if there is none)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=3 model.d_model=64")
     add_data_dir_argument(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(GenRecConfig, args.config, data_dir_overrides(args))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", help="YAML config (recipes/configs/sasrec.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=50 model.hidden_size=128")
     add_data_dir_argument(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(SASRecRunConfig, args.config, data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.training.mixed_precision))

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 codebook_sizes=[64,64,64] quantizer.beta=0.5")
     add_data_dir_argument(parser)
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the tokenizer to this Hugging Face Hub repo")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(TrainTokenizerConfig, args.config, data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     threads, why = choose_num_threads(cfg.num_threads)
