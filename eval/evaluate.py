@@ -8,9 +8,9 @@ are gathered with ``gather_for_metrics`` (which drops the users the sharded load
 every process the same number of batches) and de-duplicated by user as a second guard (the first
 copy, decoded in its original batch, is kept), so the metrics equal a single-process run's.
 
-Encoder-decoder models (T5, a LoRA-wrapped T5) decode with :func:`constrained_beam_search`,
-decoder-only models (Llama/Qwen2, a LoRA-wrapped LM) with :func:`constrained_beam_search_causal` on
-the same prompt rows, left-aligned here.
+Decoding is :func:`genrec.decoding.search` (encoder-decoder models: :func:`constrained_beam_search`;
+decoder-only models: :func:`constrained_beam_search_causal` on the same prompt rows, left-aligned;
+``search="exact"``: :func:`exact_top_k`). ``left_align`` is re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from genrec.decoding import constrained_beam_search, constrained_beam_search_causal, exact_top_k
+from genrec.decoding import GenerationSettings, left_align  # noqa: F401 (left_align: re-exported for older imports)
+from genrec.decoding import search as search_items
 from genrec.eval.metrics import per_user_metrics
 from genrec.training.sampler import LengthBucketBatchSampler
 
@@ -62,15 +63,16 @@ def evaluate_generative(
     trie,
     collator,
     *,
-    num_beams: int = 20,
+    num_beams: int = GenerationSettings.num_beams,
     ks: tuple[int, ...] = (5, 10),
-    batch_size: int = 256,
+    batch_size: int = GenerationSettings.batch_size,
     accelerator=None,
     max_users: int | None = None,
     show_progress: bool = True,
     desc: str = "evaluate",
-    search: str = "beam",
-    max_width: int = 512,
+    search: str = GenerationSettings.search,
+    max_width: int = GenerationSettings.max_width,
+    normalization: str = GenerationSettings.normalization,
 ) -> EvalResult:
     """Rank the catalogue for every example of ``dataset`` and score the targets.
 
@@ -103,25 +105,18 @@ def evaluate_generative(
         loader = accelerator.prepare_data_loader(loader, device_placement=True)
     is_main = accelerator is None or accelerator.is_local_main_process
 
-    if search not in ("beam", "exact"):
-        raise ValueError(f"search must be 'beam' or 'exact', got {search!r}")
+    settings = GenerationSettings(num_beams=num_beams, normalization=normalization, batch_size=batch_size, search=search,
+                                  max_width=max(max_width, num_beams))
     start = time.perf_counter()
     ranked_all, target_all, user_all = [], [], []
     certified_count = expanded_total = 0
-    causal = not model.config.is_encoder_decoder
     for batch in tqdm(loader, desc=desc, disable=not (show_progress and is_main), dynamic_ncols=True):
-        input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        if causal:
-            input_ids, attention_mask = left_align(input_ids, attention_mask)
-        if search == "exact":
-            found = exact_top_k(model, input_ids, attention_mask, trie, top_k, start_width=num_beams, max_width=max(max_width, num_beams))
-            items = found.items.to(device)
+        found = search_items(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), trie, top_k=top_k,
+                             settings=settings)
+        items = found.items.to(device)
+        if found.certified is not None:
             certified_count += int(found.certified.sum())
             expanded_total += int(found.expanded.sum())
-        elif causal:
-            items, _scores = constrained_beam_search_causal(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k)
-        else:
-            items, _scores = constrained_beam_search(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k)
         ranked, target, users = items, batch["target"].to(device), batch["user_index"].to(device)
         if accelerator is not None:
             # gather_for_metrics drops the repeated examples the sharded loader appended to even out the
@@ -160,7 +155,7 @@ def evaluate_ranker(
     collator,
     *,
     ks: tuple[int, ...] = (5, 10),
-    batch_size: int = 256,
+    batch_size: int = GenerationSettings.batch_size,
     max_users: int | None = None,
     show_progress: bool = True,
     desc: str = "evaluate",
@@ -185,20 +180,6 @@ def evaluate_ranker(
     per_user = per_user_metrics(ranked, targets, ks)
     return EvalResult(metrics={name: v.mean().item() for name, v in per_user.items()}, per_user=per_user, user_index=users,
                       ranked_items=ranked, num_users=len(users), seconds=seconds)
-
-
-def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move every row's real tokens (``attention_mask == 1``, one contiguous run) to the right end.
-
-    Padding ids are kept as they are (moved to the left), so any pad id works. Left-padded input
-    comes back unchanged.
-    """
-    width = input_ids.shape[1]
-    lengths = attention_mask.long().sum(dim=1)
-    first = attention_mask.long().argmax(dim=1)  # start of each row's run (0 for an empty row)
-    shift = width - lengths - first  # how far right each row moves
-    source = (torch.arange(width, device=input_ids.device)[None, :] - shift[:, None]) % width
-    return input_ids.gather(1, source), attention_mask.gather(1, source)
 
 
 def _first_occurrence(users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

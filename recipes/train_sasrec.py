@@ -27,9 +27,10 @@ from datasets import Dataset
 from transformers import GPT2LMHeadModel
 
 from genrec.config import add_data_dir_argument, data_dir_overrides, load_config
-from genrec.data import CausalCollator, load_dataset
+from genrec.data import CausalCollator, SplitSettings, load_dataset
 from genrec.data.split import cold_item_mask, leave_one_out_split
 from genrec.eval.evaluate import evaluate_ranker
+from genrec.eval.per_user import write_per_user
 from genrec.models.sasrec import (
     PAD_TOKEN,
     SASRecConfig,
@@ -38,7 +39,6 @@ from genrec.models.sasrec import (
     sasrec_eval_rows,
     sasrec_training_rows,
 )
-from genrec.recipes.evaluate_genrec import write_per_user
 from genrec.training import TrainingConfig, atomic_write_json, resolve_mixed_precision, train
 
 logger = logging.getLogger("train_sasrec")
@@ -52,13 +52,12 @@ class SASRecEvalConfig:
 
 
 @dataclass
-class SASRecRunConfig:
+class SASRecRunConfig(SplitSettings):
+    """The split settings (:class:`SplitSettings`, inherited) plus data, model, training and evaluation."""
+
     dataset: str = "amazon_beauty"
     data_dir: str | None = None  # None -> $GENREC_DATA_DIR
     output_dir: str = "runs/beauty/sasrec"
-    max_history: int = 20
-    cold_item_fraction: float = 0.0
-    cold_item_seed: int = 0
     model: SASRecConfig = field(default_factory=SASRecConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: SASRecEvalConfig = field(default_factory=SASRecEvalConfig)

@@ -22,6 +22,7 @@ import pytest
 from _genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 
 from genrec.data import leave_one_out_split, load_dataset
+from genrec.runs import open_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -72,10 +73,10 @@ def test_two_process_run_evaluates_exactly_like_one_process(tmp_path, model_args
     from genrec.data import Seq2SeqCollator, build_seq2seq_dataset
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative
-    from genrec.models import TokenSpace, load_model
+    from genrec.models import load_model
     from genrec.tokenizer import SIDTable
 
-    space = TokenSpace.from_dict(json.loads((out / "token_space.json").read_text()))
+    space = open_run(out).token_space
     table = SIDTable.load(tok)
     tokens = space.codes_to_tokens(table.sids)
     split = leave_one_out_split(load_dataset(data))

@@ -27,6 +27,7 @@ from genrec.data import (
 )
 from genrec.models import load_model
 from genrec.models.t5 import CausalEncoderT5, T5RecConfig, build_t5
+from genrec.runs import open_run
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
 
@@ -133,7 +134,6 @@ def test_recipe_trains_every_item_decodes_real_items_and_reloads(tmp_path):
 
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative
-    from genrec.models import TokenSpace
 
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "run"
@@ -144,7 +144,7 @@ def test_recipe_trains_every_item_decodes_real_items_and_reloads(tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     model = load_model(out / "best")
     assert isinstance(model, CausalEncoderT5)
-    space = TokenSpace.from_dict(json.loads((out / "token_space.json").read_text()))
+    space = open_run(out).token_space
     table = SIDTable.load(tok)
     tokens = space.codes_to_tokens(table.sids)
     trie = PrefixTrie.from_item_tokens(tokens, level_ranges=space.level_ranges)

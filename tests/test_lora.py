@@ -25,6 +25,7 @@ from genrec.data import (
 )
 from genrec.models import LoRARecConfig, build_lora, load_lora_model, load_model
 from genrec.models.lora import new_token_ids
+from genrec.runs import open_run
 from genrec.tokenizer import SIDTable
 from genrec.training import TrainingConfig, train
 
@@ -142,18 +143,17 @@ def test_lora_recipe_end_to_end_and_reload(tiny, tmp_path):
                                  *recipe_args(data, tok, out, f"model.lora.pretrained={pretrained}", "training.epochs=2",
                                               "training.mixed_precision=bf16", "model.lora.prompt=the next item is")])
     assert metrics["model_type"] == "lora" and (out / "best" / "adapter_config.json").is_file()
-    assert (out / "text_tokenizer").is_dir() and not (out / "vocab.json").exists()
+    assert (out / "text_tokenizer").is_dir() and open_run(out).model_type == "lora"
     assert metrics["timings"]["test_users"] == 48
     # Reload: the run's best adapter on its base checkpoint reproduces the test metrics.
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative
-    from genrec.models import TokenSpace
 
     cfg = from_dict(train_genrec.GenRecConfig, json.loads((out / "config.json").read_text()))
     split = leave_one_out_split(load_dataset(data))
     inputs = train_genrec.build_inputs(cfg, load_dataset(data), split, SIDTable.load(tok), with_model=False)
     assert inputs.model is None  # evaluation rows without loading the pretrained checkpoint
-    space = TokenSpace.from_dict(json.loads((out / "token_space.json").read_text()))
+    space = open_run(out).token_space
     assert space == inputs.space
     with_model = train_genrec.build_inputs(cfg, load_dataset(data), split, SIDTable.load(tok))
     assert with_model.model is not None and with_model.space == space

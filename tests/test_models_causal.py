@@ -21,6 +21,7 @@ from genrec.data import (
 from genrec.decoding import PrefixTrie, score_all_items
 from genrec.eval.evaluate import evaluate_generative, left_align
 from genrec.models import CausalRecConfig, TokenSpace, build_causal, load_model
+from genrec.runs import open_run
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
 
@@ -73,8 +74,8 @@ def test_causal_recipe_trains_decodes_valid_items_and_reloads(tmp_path, train_ta
 
     model = load_model(out / "best")  # AutoModelForCausalLM by the saved config
     assert type(model).__name__ == "LlamaForCausalLM"
-    space = TokenSpace.from_dict(json.loads((out / "token_space.json").read_text()))
-    assert space == TokenSpace.from_vocab(SIDVocab.from_dict(json.loads((out / "vocab.json").read_text())))
+    space = open_run(out).token_space
+    assert space == TokenSpace.from_vocab(SIDVocab(space.codebook_sizes, num_user_tokens=space.num_user_tokens))
     table = SIDTable.load(tok)
     tokens = space.codes_to_tokens(table.sids)
     trie = PrefixTrie.from_item_tokens(tokens, level_ranges=space.level_ranges)

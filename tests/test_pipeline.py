@@ -50,6 +50,7 @@ from genrec.pipeline import (
     Recommendation,
     UnknownItemError,
 )
+from genrec.runs import open_run
 from genrec.tokenizer import RQKMeans, SIDTable, SIDTokenizer
 from genrec.vocab import SIDVocab
 
@@ -371,6 +372,39 @@ def test_save_refuses_a_foreign_folder_and_checks_the_tokenizer(setup, tmp_path)
 # ---------------------------------------------------------------------------------------------- run folders
 
 
+def test_cold_start_run_bundle_counts_only_interactions_training_saw(setup, tmp_path):
+    """A cold-start run (cold_item_fraction > 0) held its cold items and their interactions out of training: the
+    popular-items fallback and the training users of its bundle come from that split, never from the full data."""
+    from genrec.data.split import cold_item_mask
+
+    rec = setup["rec"]
+    data = write_dataset(tmp_path / "data" / "synthetic", synthetic_interactions())
+    dataset = load_dataset(data)
+    cold = cold_item_mask(len(dataset.item_ids), 0.25, 3)
+    tok_dir = setup["tokenizer"].save_pretrained(tmp_path / "tok")
+    # what recipes/train_tokenizer.py records for a cold-start tokenizer (checked against the run's cold items)
+    (tok_dir / "metrics.json").write_text(json.dumps({"cold_item_ids": [i for i, c in zip(dataset.item_ids, cold, strict=True) if c]}))
+    run = tmp_path / "run"
+    rec.model.save_pretrained(run / "best")
+    (run / "config.json").write_text(json.dumps({"dataset": str(data), "data_dir": None, "tokenizer_dir": str(tok_dir), "max_history": 5,
+                                                 "num_user_tokens": 7, "cold_item_fraction": 0.25, "cold_item_seed": 3,
+                                                 "eval": {"num_beams": 12, "ks": [5, 10]}}))
+    (run / "vocab.json").write_text(json.dumps(setup["vocab"].sid_layout_dict()))
+
+    loaded = GenerativeRecommender.from_pretrained(run, device="cpu")
+    held_out = leave_one_out_split(dataset, max_history=5, cold_items=cold)
+    everything = leave_one_out_split(dataset, max_history=5)
+    expected = PopularItems.from_sequences(held_out.item_ids, held_out.train_item_sequences())
+    assert loaded.popular_items == expected and loaded.user_ids == held_out.user_ids
+    cold_ids = {item for item, c in zip(dataset.item_ids, cold, strict=True) if c}
+    assert cold_ids and not cold_ids & set(loaded.popular_items.item_ids)
+    # the bug this guards against: counting every training interaction, cold items included
+    wrong = PopularItems.from_sequences(everything.item_ids, everything.train_item_sequences())
+    assert loaded.popular_items.total < wrong.total and cold_ids & set(wrong.item_ids)
+    out = loaded.recommend([[]], k=5, empty_history="popular")[0]
+    assert out.source == "popular" and not cold_ids & set(out.item_ids)
+
+
 def test_training_run_folder_loads_with_popular_items_and_users(setup, tmp_path, caplog):
     """A train_genrec.py-style folder: best/ + config.json + vocab.json + metrics.json, tokenizer and dataset on disk."""
     rec, split = setup["rec"], setup["split"]
@@ -523,7 +557,7 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
     assert {p.name for p in folder.iterdir()} == expected
     assert not list(folder.rglob("adapter_*")) and not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["token_space"] == json.loads((run / "token_space.json").read_text())
+    assert config["token_space"] == open_run(run).token_space.to_dict()
     if lora:
         assert config["model_type"] == "lora" and config["vocab"] is None
         assert config["lora"]["architecture"] == rec.architecture and config["lora"]["base_model"].endswith(base)
@@ -545,7 +579,8 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
         import shutil
 
         broken = Path(shutil.copytree(run, tmp_path / "no_data", ignore=shutil.ignore_patterns("checkpoints")))
-        (broken / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()), "dataset": str(tmp_path / "gone")}))
+        # the dataset as recorded by the run's manifest (genrec.runs) has gone
+        (broken / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()), "dataset": str(tmp_path / "gone")}))
         with pytest.raises(ValueError, match=r"put item text \('\{title\}'\) into its inputs, which needs the dataset's item table"):
             GenerativeRecommender.from_pretrained(broken, device="cpu")
 
@@ -570,11 +605,13 @@ def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_
     if suffix == "json":
         split = leave_one_out_split(load_dataset(recipe_runs["data"]))
         assert per_user["user_id"] == split.user_ids and per_user["split"] == "test" and sorted(per_user["metric_names"]) == sorted(test_metrics)
-    if name == "causal":  # a run from before token_space.json: its vocab.json gives the same layout and metrics
+    if name == "causal":  # a run from before run.json and token_space.json: its vocab.json gives the same layout and metrics
         import shutil
 
         old = Path(shutil.copytree(run, tmp_path / "old_run", ignore=shutil.ignore_patterns("checkpoints")))
-        (old / "token_space.json").unlink()
+        space = open_run(old).token_space
+        (old / "run.json").unlink()
+        (old / "vocab.json").write_text(json.dumps({"codebook_sizes": list(space.codebook_sizes), "num_user_tokens": space.num_user_tokens}))
         assert evaluate_genrec.main(["--run", str(old), "--out", str(tmp_path / "old.json")])["metrics"] == test_metrics
 
 

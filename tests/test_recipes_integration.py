@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from genrec.runs import open_run
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
@@ -82,9 +84,8 @@ def test_tokenizer_then_genrec_then_reload(beauty_slice, tmp_path, monkeypatch):
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative
     from genrec.tokenizer import SIDTable
-    from genrec.vocab import SIDVocab
 
-    vocab = SIDVocab.from_dict(json.loads((run_dir / "vocab.json").read_text()))
+    vocab = open_run(run_dir).token_space
     table = SIDTable.load(tok_dir)
     tokens = vocab.codes_to_tokens(table.sids)
     split = leave_one_out_split(load_dataset(beauty_slice))

@@ -30,11 +30,11 @@ from genrec.data.sequences import (
     build_seq2seq_dataset,
     causal_windows,
 )
-from genrec.data.split import Examples, SplitData, leave_one_out_split
+from genrec.data.split import MAX_HISTORY, Examples, SplitData, SplitSettings, leave_one_out_split
 from genrec.data.text import DEFAULT_TEMPLATES, default_template, item_texts
 
 __all__ = [
-    "DEFAULT_TEMPLATES", "IGNORE_INDEX", "CausalCollator", "DataError", "EmbeddingStats", "Examples", "RecDataset",
+    "DEFAULT_TEMPLATES", "IGNORE_INDEX", "MAX_HISTORY", "SplitSettings", "CausalCollator", "DataError", "EmbeddingStats", "Examples", "RecDataset",
     "EveryTargetCollator", "Seq2SeqCollator", "SplitData", "build_causal_dataset", "build_causal_window_dataset",
     "build_every_target_dataset", "build_seq2seq_dataset",
     "causal_windows", "default_model_path",

@@ -1,6 +1,6 @@
 """Examples -> SID-token sequences for the models, as Hugging Face ``datasets``.
 
-Every item is ``D`` tokens (its row of ``item_tokens``, see ``SIDVocab.codes_to_tokens``).
+Every item is ``D`` tokens (its row of ``item_tokens``, see ``TokenSpace.codes_to_tokens``).
 
 Seq2seq (TIGER, encoder-decoder):
     ``input_ids`` = [user token] + the history items' tokens, oldest first + ``</s>``;
@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from genrec.data.split import Examples
+from genrec.data.split import MAX_HISTORY, Examples
 from genrec.vocab import EOS_ID, PAD_ID
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch / HF convention)
@@ -145,7 +145,7 @@ def build_seq2seq_dataset(examples: Examples, item_tokens: np.ndarray | torch.Te
     Args:
         examples: M examples (``SplitData.train`` / ``valid`` / ``test``).
         item_tokens: (num_items, D) token ids of every catalogue item (row = item index).
-        add_user_token: ``user_index -> token id`` (e.g. ``SIDVocab.user_token``) to put first; None = no user token.
+        add_user_token: ``user_index -> token id`` (e.g. ``TokenSpace.user_token``) to put first; None = no user token.
         eos_id: the token ending the prompt (``</s>`` of the model's vocabulary); None = no eos (the
             prompts of a causal-encoder T5, see :func:`build_every_target_dataset`).
         item_text_tokens: mixed text + SID inputs: one token list per catalogue item (e.g. its title in
@@ -238,7 +238,7 @@ def causal_windows(train_sequences: list[np.ndarray], max_history: int) -> Examp
 
 
 def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: np.ndarray | torch.Tensor,
-                                add_user_token: Callable[[int], int] | None = None, *, max_history: int = 20,
+                                add_user_token: Callable[[int], int] | None = None, *, max_history: int = MAX_HISTORY,
                                 eos_id: int = EOS_ID) -> datasets.Dataset:
     """Decoder-only training rows in which every training item is a target: one row per window.
 
@@ -275,7 +275,7 @@ def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: 
 
 def build_every_target_dataset(train_sequences: list[np.ndarray], item_tokens: np.ndarray | torch.Tensor,
                                add_user_token: Callable[[int], int] | None = None, *,
-                               max_history: int = 20) -> datasets.Dataset:
+                               max_history: int = MAX_HISTORY) -> datasets.Dataset:
     """Encoder-decoder training rows in which every training item is a target: one row per window.
 
     For a causal-encoder T5 (``T5RecConfig.encoder="causal"``). A window w_0..w_k

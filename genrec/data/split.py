@@ -8,7 +8,7 @@ user's sequence ``s_0 .. s_{n-1}``:
 - training examples: one per position ``t = 1 .. n-3`` of the training part ``s_0 .. s_{n-3}``:
   target ``s_t``, history ``s_0 .. s_{t-1}``;
 
-every history cut to its last ``max_history`` items (20), oldest first. A user with n
+every history cut to its last ``max_history`` items (:data:`MAX_HISTORY`), oldest first. A user with n
 interactions gives n - 3 training examples, so Beauty (198,502 interactions, 22,363 users) has
 131,413 training and 22,363 validation and test examples.
 
@@ -37,6 +37,30 @@ import pandas as pd
 from genrec.data.io import DataError, RecDataset
 
 logger = logging.getLogger(__name__)
+
+MAX_HISTORY = 20  # TIGER's history cut; every recipe and reader takes it from SplitSettings
+
+
+@dataclass
+class SplitSettings:
+    """What defines a run's split: the history cut and the cold-start hold-out (embedded in the recipes' configs).
+
+    Attributes:
+        max_history: history items kept per example, the most recent ones.
+        cold_item_fraction: cold-start protocol: hold this fraction of the items out of training (0 = off).
+        cold_item_seed: seed of the cold items' draw (:func:`select_cold_items`).
+    """
+
+    max_history: int = MAX_HISTORY
+    cold_item_fraction: float = 0.0
+    cold_item_seed: int = 0
+
+    def __post_init__(self):
+        from genrec.config import check_positive, require
+
+        check_positive(self, "max_history")
+        require(0.0 <= self.cold_item_fraction < 1.0, f"cold_item_fraction must be in [0, 1), got {self.cold_item_fraction!r}")
+
 
 
 @dataclass
@@ -154,7 +178,7 @@ def cold_item_mask(num_items: int, fraction: float, seed: int = 0) -> np.ndarray
     return select_cold_items(num_items, fraction, seed) if fraction > 0 else None
 
 
-def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | None = None, max_history: int = 20,
+def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | None = None, max_history: int = MAX_HISTORY,
                         min_interactions: int = 3, cold_items: np.ndarray | None = None) -> SplitData:
     """Split ``data`` by chronological leave-one-out.
 

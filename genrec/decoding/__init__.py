@@ -4,6 +4,7 @@
 * :func:`constrained_beam_search` (encoder-decoder, e.g. T5) and :func:`constrained_beam_search_causal`
   (decoder-only): top-k items per user.
 * :func:`exact_top_k`: the model's exact top-k (certified against every item beam search dropped).
+* :func:`search`: the one entry that aligns prompts and picks the decoder; :class:`GenerationSettings`.
 * :func:`score_all_items`: exhaustive teacher-forced scores (reference for tests, tiny catalogues).
 * :class:`TrieLogitsProcessor`, :func:`make_prefix_allowed_tokens_fn`: the same constraint for ``generate``.
 """
@@ -14,18 +15,32 @@ from genrec.decoding.beam_search import (
     score_all_items,
     shared_kv_attention,
 )
+from genrec.decoding.decode import (
+    CAUSAL_BATCH_SIZE,
+    SEARCHES,
+    GenerationSettings,
+    SearchResult,
+    left_align,
+    search,
+)
 from genrec.decoding.exact import ExactSearchResult, exact_top_k
 from genrec.decoding.processors import TrieLogitsProcessor, make_prefix_allowed_tokens_fn
 from genrec.decoding.trie import PrefixTrie
 
 __all__ = [
+    "CAUSAL_BATCH_SIZE",
+    "SEARCHES",
     "ExactSearchResult",
+    "GenerationSettings",
+    "SearchResult",
     "PrefixTrie",
     "TrieLogitsProcessor",
     "constrained_beam_search",
     "constrained_beam_search_causal",
     "exact_top_k",
+    "left_align",
     "make_prefix_allowed_tokens_fn",
     "score_all_items",
+    "search",
     "shared_kv_attention",
 ]

@@ -38,7 +38,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from genrec.decoding.trie import PrefixTrie
-from genrec.vocab import SIDVocab
+from genrec.vocab import TokenSpace
 
 Normalization = Literal["vocab", "level"]
 ExcludeItems = torch.Tensor | Sequence[Iterable[int]] | None
@@ -278,7 +278,7 @@ def _beam_search(
     raise AssertionError("unreachable: the last level returns")
 
 
-def _prepare(trie: PrefixTrie, vocab: SIDVocab | None, num_beams: int, top_k: int | None, device):
+def _prepare(trie: PrefixTrie, vocab: TokenSpace | None, num_beams: int, top_k: int | None, device):
     if vocab is not None:
         if tuple(vocab.codebook_sizes) != tuple(trie.codebook_sizes):
             raise ValueError(f"vocab codebook sizes {vocab.codebook_sizes} differ from the trie's {trie.codebook_sizes}")
@@ -318,7 +318,7 @@ def constrained_beam_search(
     num_beams: int,
     top_k: int | None = None,
     exclude_items: ExcludeItems = None,
-    vocab: SIDVocab | None = None,
+    vocab: TokenSpace | None = None,
     *,
     normalization: Normalization = "vocab",
     autocast_dtype: torch.dtype | None = None,
@@ -343,7 +343,7 @@ def constrained_beam_search(
             beams reaching the last level still hold ``top_k`` non-excluded items of the exact
             ranking, which full-width beams guarantee and ``num_beams >= top_k + |excluded|`` makes
             likely.
-        vocab: the :class:`SIDVocab` (needed only when the trie was built from raw codes).
+        vocab: the :class:`~genrec.vocab.TokenSpace` (needed only when the trie was built from raw codes).
         normalization: ``"vocab"`` (softmax over the whole vocabulary, like training and
             ``generate``) or ``"level"`` (over the level's code tokens only).
         autocast_dtype: run the model under ``torch.autocast`` with this dtype (scores stay fp32).
@@ -405,7 +405,7 @@ def constrained_beam_search_causal(
     num_beams: int,
     top_k: int | None = None,
     exclude_items: ExcludeItems = None,
-    vocab: SIDVocab | None = None,
+    vocab: TokenSpace | None = None,
     *,
     normalization: Normalization = "vocab",
     autocast_dtype: torch.dtype | None = None,
@@ -461,7 +461,7 @@ def score_all_items(
     attention_mask: torch.Tensor | None,
     item_tokens: torch.Tensor,
     *,
-    vocab: SIDVocab | None = None,
+    vocab: TokenSpace | None = None,
     normalization: Normalization = "vocab",
     chunk_size: int = 4096,
 ) -> torch.Tensor:

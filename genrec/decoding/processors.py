@@ -18,10 +18,10 @@ import torch
 from transformers import LogitsProcessor
 
 from genrec.decoding.trie import PrefixTrie
-from genrec.vocab import EOS_ID, SIDVocab
+from genrec.vocab import EOS_ID, TokenSpace
 
 
-def _level_offsets(trie: PrefixTrie, vocab: SIDVocab | None) -> tuple[int, ...]:
+def _level_offsets(trie: PrefixTrie, vocab: TokenSpace | None) -> tuple[int, ...]:
     if vocab is not None:
         if tuple(vocab.codebook_sizes) != tuple(trie.codebook_sizes):
             raise ValueError(f"vocab codebook sizes {vocab.codebook_sizes} differ from the trie's {trie.codebook_sizes}")
@@ -42,12 +42,12 @@ class TrieLogitsProcessor(LogitsProcessor):
 
     Args:
         trie: the catalogue's :class:`PrefixTrie` (moved to the scores' device on first use).
-        vocab: the :class:`SIDVocab` (only needed when the trie was built from raw codes).
+        vocab: the :class:`~genrec.vocab.TokenSpace` (only needed when the trie was built from raw codes).
         prompt_length: number of ``input_ids`` columns before the SID (1 for encoder-decoder models).
         eos_token_id: the only token allowed after a complete SID.
     """
 
-    def __init__(self, trie: PrefixTrie, vocab: SIDVocab | None = None, prompt_length: int = 1, eos_token_id: int = EOS_ID):
+    def __init__(self, trie: PrefixTrie, vocab: TokenSpace | None = None, prompt_length: int = 1, eos_token_id: int = EOS_ID):
         self.trie = trie
         self.level_offsets = _level_offsets(trie, vocab)
         self.prompt_length = prompt_length
@@ -70,7 +70,7 @@ class TrieLogitsProcessor(LogitsProcessor):
 
 
 def make_prefix_allowed_tokens_fn(
-    trie: PrefixTrie, vocab: SIDVocab | None = None, prompt_length: int = 1, eos_token_id: int = EOS_ID
+    trie: PrefixTrie, vocab: TokenSpace | None = None, prompt_length: int = 1, eos_token_id: int = EOS_ID
 ) -> Callable[[int, torch.Tensor], list[int]]:
     """A ``prefix_allowed_tokens_fn(batch_id, input_ids_row) -> allowed token ids`` for ``generate``.
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 import torch
 
-from genrec.vocab import SIDVocab
+from genrec.vocab import TokenSpace
 
 Layout = Literal["auto", "dense", "csr"]
 
@@ -35,7 +35,7 @@ class PrefixTrie:
 
     Attributes:
         codebook_sizes: ``K_l`` for each level, length ``D``.
-        level_offsets: token id of code 0 at each level (``SIDVocab.level_offsets``), or None when the
+        level_offsets: token id of code 0 at each level (``TokenSpace.level_offsets``), or None when the
             trie was built from raw codes without a vocabulary.
         num_nodes: number of nodes at each depth ``0..D`` (``num_nodes[0] == 1``, ``num_nodes[D] == N``).
         layouts: ``"dense"`` or ``"csr"`` for each level.
@@ -67,7 +67,7 @@ class PrefixTrie:
     def from_item_tokens(
         cls,
         item_tokens: torch.Tensor,
-        vocab: SIDVocab | None = None,
+        vocab: TokenSpace | None = None,
         *,
         level_ranges: Sequence[tuple[int, int]] | None = None,
         layout: Layout = "auto",
@@ -77,7 +77,7 @@ class PrefixTrie:
 
         Args:
             item_tokens: ``(N, D)`` int token ids, row ``i`` = item ``i``'s SID (``level_offsets[l] + code``).
-            vocab: the :class:`SIDVocab` the tokens come from; or give ``level_ranges`` instead.
+            vocab: the :class:`~genrec.vocab.TokenSpace` the tokens come from; or give ``level_ranges`` instead.
             level_ranges: ``D`` pairs ``(first_token_id, codebook_size)``.
             layout: ``"auto"`` (dense while small, CSR otherwise), or force ``"dense"`` / ``"csr"`` for all levels.
             dense_max_bytes: per-level size limit of a dense table under ``"auto"``.

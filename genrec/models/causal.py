@@ -1,6 +1,6 @@
 """Decoder-only recommender: a small Llama- or Qwen2-style causal LM built from a config on the SID vocabulary.
 
-Same tokens as the T5 recommender (:class:`genrec.vocab.SIDVocab`): the input is the prompt
+Same tokens as the T5 recommender (:meth:`genrec.vocab.TokenSpace.sid_layout`): the input is the prompt
 ``[user token] + history SID tokens + </s>`` followed by the target item's ``D`` SID tokens, and the
 loss covers the target tokens only (:func:`genrec.data.build_causal_dataset`). Decoding is
 :func:`genrec.decoding.constrained_beam_search_causal` on left-padded prompts. Everything goes
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from genrec.config import check_positive, require
-from genrec.vocab import EOS_ID, PAD_ID, SIDVocab
+from genrec.vocab import EOS_ID, PAD_ID, TokenSpace
 
 ARCHITECTURES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
 
@@ -47,7 +47,7 @@ class CausalRecConfig:
         require(0.0 <= self.attention_dropout < 1.0, f"attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
 
 
-def build_causal(vocab: SIDVocab, cfg: CausalRecConfig | None = None):
+def build_causal(vocab: TokenSpace, cfg: CausalRecConfig | None = None):
     """A randomly initialised Llama / Qwen2 causal LM whose vocabulary is exactly ``vocab``."""
     cfg = cfg or CausalRecConfig()
     if cfg.arch not in ARCHITECTURES:

@@ -25,7 +25,7 @@ from transformers.models.t5.modeling_t5 import T5Stack
 
 from genrec.config import check_positive, require
 from genrec.tokenizer.hub import check_loadable_folder
-from genrec.vocab import EOS_ID, PAD_ID, SIDVocab
+from genrec.vocab import EOS_ID, PAD_ID, TokenSpace
 
 ENCODERS = ("bidirectional", "causal")
 T5_TRAIN_TARGETS = ("last", "every_item")
@@ -157,7 +157,7 @@ AutoConfig.register(CausalEncoderT5Config.model_type, CausalEncoderT5Config)
 AutoModelForSeq2SeqLM.register(CausalEncoderT5Config, CausalEncoderT5)
 
 
-def build_t5(vocab: SIDVocab, cfg: T5RecConfig | None = None) -> T5ForConditionalGeneration:
+def build_t5(vocab: TokenSpace, cfg: T5RecConfig | None = None) -> T5ForConditionalGeneration:
     """A randomly initialised T5 (or :class:`CausalEncoderT5`) whose vocabulary is exactly ``vocab``."""
     cfg = cfg or T5RecConfig()
     size = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("encoder", "train_targets")}

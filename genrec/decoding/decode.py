@@ -1,0 +1,122 @@
+"""One entry for ranking the catalogue with a SID model, and the decoding settings it takes.
+
+:func:`search` is what evaluation, the recommender pipeline and the benchmarks call: it aligns the
+prompts the way the model reads them (decoder-only models: left-aligned), then picks the decoder
+from the model's architecture and the settings (``search="beam"``: trie-constrained beam search;
+``"exact"``: the model's exact top k, :func:`~genrec.decoding.exact_top_k`).
+
+:class:`GenerationSettings` holds every decoding default (beam width, normalisation, batch size,
+search, exact search's budget) in one place: the recipes' ``eval`` section and a bundle's
+``generation`` entry are this dataclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genrec.decoding.beam_search import ExcludeItems, constrained_beam_search, constrained_beam_search_causal
+from genrec.decoding.exact import exact_top_k
+from genrec.decoding.trie import PrefixTrie
+
+SEARCHES = ("beam", "exact")
+NORMALIZATIONS = ("vocab", "level")
+# Decoder-only search repeats each prompt's KV cache per beam: small batches rank faster (BENCHMARKS.md).
+CAUSAL_BATCH_SIZE = 32
+
+
+@dataclass
+class GenerationSettings:
+    """How a SID model ranks the catalogue (``eval`` in a recipe config, ``generation`` in a bundle).
+
+    Attributes:
+        num_beams: beams kept per user at every SID level; at least the largest K asked for is used.
+        normalization: ``"vocab"`` (softmax over the whole vocabulary, as in training) or ``"level"``.
+        batch_size: users decoded together (decoder-only recommenders built without settings use
+            :data:`CAUSAL_BATCH_SIZE`).
+        search: ``"beam"`` (beam search with ``num_beams``) or ``"exact"`` (the model's exact top k,
+            frontier widened from ``num_beams`` up to ``max_width``).
+        max_width: exact search's node budget: the widest frontier per level.
+    """
+
+    num_beams: int = 20
+    normalization: str = "vocab"
+    batch_size: int = 256
+    search: str = "beam"
+    max_width: int = 512
+
+    def __post_init__(self):
+        if self.num_beams < 1 or self.batch_size < 1:
+            raise ValueError(f"num_beams and batch_size must be >= 1, got {self.num_beams} and {self.batch_size}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {self.search!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.max_width < self.num_beams:
+            raise ValueError(f"max_width ({self.max_width}) must be >= num_beams ({self.num_beams})")
+
+    @classmethod
+    def for_model(cls, model) -> GenerationSettings:
+        """The defaults for ``model``: :data:`CAUSAL_BATCH_SIZE` users per batch for a decoder-only model."""
+        return cls() if model.config.is_encoder_decoder else cls(batch_size=CAUSAL_BATCH_SIZE)
+
+
+@dataclass
+class SearchResult:
+    """Top items per user, best first.
+
+    Attributes:
+        items: (B, top_k) item indices (-1 where fewer items are reachable).
+        scores: (B, top_k) log P(item | history) (-inf where ``items`` is -1).
+        certified: exact search only: (B,) bool, whether the user's list is certified exact.
+        expanded: exact search only: (B,) prefixes expanded for the user.
+    """
+
+    items: torch.Tensor
+    scores: torch.Tensor
+    certified: torch.Tensor | None = None
+    expanded: torch.Tensor | None = None
+
+
+def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move every row's real tokens (``attention_mask == 1``, one contiguous run) to the right end.
+
+    Padding ids are kept as they are (moved to the left), so any pad id works. Left-padded input
+    comes back unchanged.
+    """
+    width = input_ids.shape[1]
+    lengths = attention_mask.long().sum(dim=1)
+    first = attention_mask.long().argmax(dim=1)  # start of each row's run (0 for an empty row)
+    shift = width - lengths - first  # how far right each row moves
+    source = (torch.arange(width, device=input_ids.device)[None, :] - shift[:, None]) % width
+    return input_ids.gather(1, source), attention_mask.gather(1, source)
+
+
+@torch.no_grad()
+def search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: PrefixTrie, *, top_k: int,
+           settings: GenerationSettings | None = None, exclude_items: ExcludeItems = None) -> SearchResult:
+    """The top ``top_k`` catalogue items of each prompt row, decoded as ``settings`` say.
+
+    Args:
+        model: an encoder-decoder or decoder-only SID model (possibly peft-wrapped), on the device of the inputs.
+        input_ids, attention_mask: (B, T) prompt rows, padded on either side (a decoder-only model's
+            rows are left-aligned here).
+        trie: the catalogue's :class:`PrefixTrie` (on the model's device).
+        top_k: items per row; beam search uses ``max(settings.num_beams, top_k)`` beams.
+        settings: default :class:`GenerationSettings` ().
+        exclude_items: per-row item indices never returned.
+    """
+    settings = settings or GenerationSettings()
+    if not model.config.is_encoder_decoder:
+        input_ids, attention_mask = left_align(input_ids, attention_mask)
+    num_beams = max(settings.num_beams, top_k)
+    if settings.search == "exact":
+        found = exact_top_k(model, input_ids, attention_mask, trie, top_k, start_width=num_beams,
+                            max_width=max(settings.max_width, num_beams), exclude_items=exclude_items,
+                            normalization=settings.normalization)
+        return SearchResult(found.items, found.scores, found.certified, found.expanded)
+    beam = constrained_beam_search if model.config.is_encoder_decoder else constrained_beam_search_causal
+    items, scores = beam(model, input_ids, attention_mask, trie, num_beams=num_beams, top_k=top_k,
+                         exclude_items=exclude_items, normalization=settings.normalization)
+    return SearchResult(items, scores)
