@@ -285,9 +285,9 @@ def test_export_refuses_to_drop_the_training_data_silently(trained_run, tmp_path
     import shutil
 
     run = Path(shutil.copytree(trained_run["root"] / "run", tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints")))
-    config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**config, "dataset": str(tmp_path / "moved"),
-                                                 "tokenizer_dir": str(trained_run["root"] / "tok")}))
+    manifest = json.loads((run / "run.json").read_text())  # what the run records (genrec.runs)
+    (run / "run.json").write_text(json.dumps({**manifest, "dataset": str(tmp_path / "moved"),
+                                              "tokenizer_dir": str(trained_run["root"] / "tok")}))
     assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "bundle")]) == 1
     assert "cannot load the run's dataset" in capsys.readouterr().err and not (tmp_path / "bundle").exists()
     assert cli.main(["export", "--model", str(run), "--out", str(tmp_path / "bundle"), "--allow-missing-data"]) == 0
