@@ -50,6 +50,7 @@ from genrec.tokenizer.model_card import CARD_FILE, build_model_card
 from genrec.tokenizer.random_ids import RandomIDs
 from genrec.tokenizer.registry import quantizer_class
 from genrec.tokenizer.sid import ITEMS_FILE, TABLE_FILE, SIDTable, add_dedup_codes
+from genrec.tokenizer.version import genrec_version
 
 logger = logging.getLogger(__name__)
 
@@ -224,12 +225,10 @@ class SIDTokenizer:
         state_keys = set(self.quantizer.state_dict())
         standardization = ({"formula": "(x - mean) / std", "tensors": ["mean", "std"], "file": QUANTIZER_FILE}
                            if {"mean", "std"} <= state_keys else None)
-        from genrec import __version__
-
         config = {
             "format_version": FORMAT_VERSION,
             "library_name": "genrec",
-            "genrec_version": __version__,
+            "genrec_version": genrec_version(),
             "method": self.method,
             "quantizer_config": self.quantizer.get_config(),
             "codebook_sizes": list(self.codebook_sizes[:-1]),
