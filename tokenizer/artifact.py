@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import uuid
@@ -45,6 +44,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genrec.tokenizer.hub import download_snapshot, refuse_pickles
+from genrec.tokenizer.io import publish_dir
 from genrec.tokenizer.metrics import tokenizer_metrics
 from genrec.tokenizer.model_card import CARD_FILE, build_model_card
 from genrec.tokenizer.random_ids import RandomIDs
@@ -341,11 +341,7 @@ class SIDTokenizer:
         staging.mkdir()
         try:
             self._write_files(staging, repo_id)
-            if not target.exists() or not any(target.iterdir()):
-                os.replace(staging, target)
-            else:
-                for name in (QUANTIZER_FILE, TABLE_FILE, ITEMS_FILE, CARD_FILE, CONFIG_FILE):
-                    os.replace(staging / name, target / name)
+            publish_dir(staging, target, (QUANTIZER_FILE, TABLE_FILE, ITEMS_FILE, CARD_FILE, CONFIG_FILE))  # config last
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
