@@ -36,12 +36,12 @@ from genrec.tokenizer.regularizers import PRESETS, build_regularizers, preset
 from genrec.tokenizer.rq_kmeans import RQKMeans
 from genrec.tokenizer.rq_vae import RQVAE
 from genrec.tokenizer.sid import SIDTable, add_dedup_codes, build_tokenizer
-from genrec.tokenizer.text_tokens import add_sid_tokens, resize_model_embeddings
+from genrec.tokenizer.text_tokens import add_sid_tokens
 
 __all__ = [
     "RQKMeans", "RQVAE", "Quantizer", "QuantizerOutput", "RandomIDs", "Regularizer", "RegularizerBatch", "SIDTable", "SIDTokenizer",
     "add_dedup_codes", "build_quantizer", "build_tokenizer", "kmeans", "quantizer_class", "register_quantizer",
     "tokenizer_metrics", "CFEmbeddings", "train_cf_embeddings", "candidate_pairs", "PRESETS", "build_regularizers", "preset",
-    "add_sid_tokens", "resize_model_embeddings", "ConcatFusion", "FusedQuantizer", "ProjectionFusion", "SourceLayout",
+    "add_sid_tokens", "ConcatFusion", "FusedQuantizer", "ProjectionFusion", "SourceLayout",
     "build_fusion", "compatibility_content", "pack_sources",
 ]
