@@ -53,3 +53,11 @@ def test_checkpoint_reexports_the_same_helpers():
 
     for name in ("atomic_write_text", "atomic_write_json", "atomic_write_bytes", "new_tmp_dir", "replace_dir"):
         assert getattr(checkpoint, name) is getattr(io, name)
+
+
+def test_mode_sets_the_permissions(tmp_path):
+    io.atomic_write_text(tmp_path / "private", "x")
+    io.atomic_write_json(tmp_path / "shared.json", [1], mode=0o644)
+    io.atomic_write_file(tmp_path / "shared.bin", lambda tmp: open(tmp, "wb").close(), mode=0o644)
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o600  # mkstemp's default, as before
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644 == (tmp_path / "shared.bin").stat().st_mode & 0o777

@@ -7,7 +7,8 @@ layer (it imports nothing from the rest of genrec), so every other part can use 
 Files: the content goes to a temporary file in the target's folder (same file system, so the final
 ``os.replace`` is an atomic rename), is flushed to disk (``fsync``) and is then renamed over the
 target. Readers see the old file or the new one, never a mix. Temporary names are
-``.<name>.<random>.tmp``; a failed write removes its temporary file.
+``.<name>.<random>.tmp``; a failed write removes its temporary file. Files get ``mkstemp``'s mode 0600
+unless ``mode`` is given (e.g. 0o644 for a cache that other users read).
 
 Folders: :func:`new_tmp_dir` + :func:`replace_dir` swap a fully written folder in for an old one
 (the old one is deleted); :func:`publish_dir` moves a staged folder's files into a target folder
@@ -26,10 +27,11 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 
-def atomic_write_file(path: str | Path, write: Callable[[str], None]) -> None:
+def atomic_write_file(path: str | Path, write: Callable[[str], None], mode: int | None = None) -> None:
     """Write ``path`` atomically with ``write(tmp_path)``, a function that writes the whole file at ``tmp_path``.
 
-    For writers that take a file name (e.g. ``safetensors.torch.save_file``). The temporary file is
+    For writers that take a file name (e.g. ``safetensors.torch.save_file``; the temporary name ends
+    in ``.tmp``, so writers that infer a format from the suffix need it given). The temporary file is
     flushed to disk before it is renamed to ``path``.
     """
     path = Path(path)
@@ -40,13 +42,15 @@ def atomic_write_file(path: str | Path, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:  # the rename must not reach the disk before the data
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, mode: int | None = None) -> None:
     """Write ``text`` to ``path`` atomically (the platform's default encoding, as ``open(path, "w")``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,13 +60,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,15 +78,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_json(path: str | Path, obj) -> None:
+def atomic_write_json(path: str | Path, obj, mode: int | None = None) -> None:
     """Write ``obj`` as JSON to ``path`` atomically: ``indent=2``, keys sorted, ASCII, a trailing newline."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", mode=mode)
 
 
 def atomic_save_json(obj, path: str | Path) -> None:
