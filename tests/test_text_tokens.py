@@ -19,7 +19,8 @@ from transformers import (
 )
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
-from genrec.tokenizer.text_tokens import add_sid_tokens, resize_model_embeddings, sid_to_text, text_to_sid
+from genrec.models.lora import resize_model_embeddings
+from genrec.tokenizer.text_tokens import add_sid_tokens, sid_to_text, text_to_sid
 
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "a moisturising lipstick for dry lips",
              "trail running shoes with a grippy sole", "shampoo and conditioner gift set",

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import uuid
@@ -45,11 +44,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genrec.tokenizer.hub import download_snapshot, refuse_pickles
+from genrec.tokenizer.io import publish_dir
 from genrec.tokenizer.metrics import tokenizer_metrics
 from genrec.tokenizer.model_card import CARD_FILE, build_model_card
 from genrec.tokenizer.random_ids import RandomIDs
 from genrec.tokenizer.registry import quantizer_class
 from genrec.tokenizer.sid import ITEMS_FILE, TABLE_FILE, SIDTable, add_dedup_codes
+from genrec.tokenizer.version import genrec_version
 
 logger = logging.getLogger(__name__)
 
@@ -224,12 +225,10 @@ class SIDTokenizer:
         state_keys = set(self.quantizer.state_dict())
         standardization = ({"formula": "(x - mean) / std", "tensors": ["mean", "std"], "file": QUANTIZER_FILE}
                            if {"mean", "std"} <= state_keys else None)
-        from genrec import __version__
-
         config = {
             "format_version": FORMAT_VERSION,
             "library_name": "genrec",
-            "genrec_version": __version__,
+            "genrec_version": genrec_version(),
             "method": self.method,
             "quantizer_config": self.quantizer.get_config(),
             "codebook_sizes": list(self.codebook_sizes[:-1]),
@@ -342,11 +341,7 @@ class SIDTokenizer:
         staging.mkdir()
         try:
             self._write_files(staging, repo_id)
-            if not target.exists() or not any(target.iterdir()):
-                os.replace(staging, target)
-            else:
-                for name in (QUANTIZER_FILE, TABLE_FILE, ITEMS_FILE, CARD_FILE, CONFIG_FILE):
-                    os.replace(staging / name, target / name)
+            publish_dir(staging, target, (QUANTIZER_FILE, TABLE_FILE, ITEMS_FILE, CARD_FILE, CONFIG_FILE))  # config last
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target

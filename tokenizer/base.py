@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -73,18 +74,78 @@ class Regularizer(torch.nn.Module):
         """Return {term name: scalar loss tensor (already weighted)}."""
 
 
+# The training settings a trainable quantiser's ``fit`` takes as keywords (see :meth:`Quantizer.fit`).
+TRAINING_ARGUMENTS = ("epochs", "batch_size", "lr", "weight_decay", "device", "log_every", "show_progress")
+
+# Constructor arguments a config sets at its top level (``input_dim`` comes from the embeddings,
+# ``fusion`` from the features section), never among a quantiser's ``options``.
+FIXED_ARGUMENTS = ("codebook_sizes", "seed", "input_dim", "fusion")
+
+
+class TokenizerConfigError(ValueError):
+    """A tokenizer setting that does not fit the chosen quantiser; the message starts with the config
+    section it concerns (``quantizer: ...``, ``fusion: ...``, ``regularizers: ...``)."""
+
+
 class Quantizer(ABC):
     """Maps item embeddings to per-level codes.
 
     ``fit`` learns from the catalogue (may be a no-op); ``encode`` is deterministic and runs in
     batches with bounded memory. ``codebook_sizes`` has one entry per level (dedup excluded).
+
+    Every registered quantiser declares, as class attributes, what a config-driven builder (the
+    tokenizer recipe, :func:`genrec.tokenizer.factory.build_quantizer_from_fields`) needs to know,
+    instead of that builder reading signatures:
+
+    - ``trainable``: ``fit`` trains by gradient descent, so it takes the :data:`TRAINING_ARGUMENTS`
+      keywords and regularisers. An untrained quantiser's ``fit(x)`` takes neither.
+    - ``takes_input_dim``: the constructor needs ``input_dim`` (d_in of the embeddings).
+    - ``learns_fusion``: the constructor takes ``fusion=`` (a fusion config, multimodal input) and
+      learns it; other quantisers get a fixed fusion in front (:class:`~genrec.tokenizer.fusion.FusedQuantizer`).
+    - ``options``: the other constructor arguments a config may set (``quantizer:`` section), in
+      signature order; ``codebook_sizes`` and ``seed`` (always taken) are not among them.
+
+    The defaults describe an untrained quantiser built from ``codebook_sizes`` and ``seed`` only.
     """
+
+    method: ClassVar[str]  # the registered name (set by @register_quantizer)
+    trainable: ClassVar[bool] = False
+    takes_input_dim: ClassVar[bool] = False
+    learns_fusion: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
 
     codebook_sizes: tuple[int, ...]
 
+    @classmethod
+    def from_options(cls, *, codebook_sizes, seed: int, input_dim: int | None = None, fusion: dict | None = None,
+                     **options) -> Quantizer:
+        """Build from a config's fields: ``codebook_sizes`` and ``seed``, ``input_dim`` when the class
+        takes it (else ignored), ``fusion`` (only for a class that learns one) and its ``options``.
+
+        Raises ``ValueError`` for an option the class does not declare or a fusion it cannot learn.
+        """
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise ValueError(f"unknown argument(s) {unknown} for method '{cls.method}'; valid: {list(cls.options)}")
+        kwargs = {"codebook_sizes": list(codebook_sizes), "seed": seed}
+        if cls.takes_input_dim:
+            kwargs["input_dim"] = input_dim
+        if fusion is not None:
+            if not cls.learns_fusion:
+                raise ValueError(f"method '{cls.method}' cannot learn a fusion")
+            kwargs["fusion"] = fusion
+        return cls(**kwargs, **options)
+
     @abstractmethod
     def fit(self, x: torch.Tensor, regularizers: list[Regularizer] | None = None, **kwargs) -> dict:
-        """Train on x (N, d_in). Returns a history dict of per-epoch logged values."""
+        """Train on x (N, d_in). Returns a history dict of per-epoch logged values.
+
+        A trainable quantiser (``trainable = True``) accepts at least ``regularizers`` and the
+        :data:`TRAINING_ARGUMENTS` as keywords: ``epochs`` (int), ``batch_size`` (items per step),
+        ``lr``, ``weight_decay`` (AdamW), ``device`` (str or torch.device), ``log_every`` (epochs
+        between log lines, 0 = never) and ``show_progress`` (bool). An untrained one is called as
+        ``fit(x)`` and must refuse regularisers.
+        """
 
     @abstractmethod
     def encode(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:

@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrec.tokenizer.base import Quantizer
+from genrec.tokenizer.base import Quantizer, TokenizerConfigError
 from genrec.tokenizer.registry import quantizer_class, register_quantizer
 
 FUSION_TYPES = ("concat", "projection")
@@ -383,6 +383,27 @@ def build_fusion(config: dict) -> Fusion:
     return cls(**config)
 
 
+
+def fusion_config(section: dict, layout: SourceLayout) -> dict:
+    """The fusion config for the sources of ``layout`` from a config's ``fusion`` section, checked.
+
+    ``section`` may set ``type`` (default ``concat``), ``weights``, ``dim`` and ``learned_placeholder``;
+    the sources come from ``layout``. The result is what :func:`build_fusion`, ``RQVAE(fusion=...)``
+    and :class:`FusedQuantizer` take. Raises :class:`~genrec.tokenizer.base.TokenizerConfigError`
+    (``fusion: ...``) for unknown keys or a fusion that cannot be built.
+    """
+    allowed = {"type", "weights", "dim", "learned_placeholder"}
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise TokenizerConfigError(f"fusion: unknown key(s) {unknown}; valid: {sorted(allowed)}")
+    config = {"type": "concat", **section, "sources": layout.to_config()}
+    try:
+        with torch.random.fork_rng(devices=[]):  # a check only: leave the global RNG alone
+            build_fusion(config)
+    except (ValueError, TypeError) as err:
+        raise TokenizerConfigError(f"fusion: {err}") from None
+    return config
+
 @register_quantizer("fused")
 class FusedQuantizer(Quantizer):
     """Any quantiser behind a *fixed* fusion: ``encode(x) = quantizer.encode(fusion(x))`` on packed x.
@@ -399,6 +420,18 @@ class FusedQuantizer(Quantizer):
         fusion: a fusion config (see :func:`build_fusion`).
         quantizer: the inner quantiser, or its ``get_config()`` dict.
     """
+
+    # Not built from a config's fields (it wraps a quantiser that was); fit passes no training settings,
+    # so it counts as untrained, like the quantisers it is meant for.
+    trainable = False
+    takes_input_dim = False
+    learns_fusion = False  # its fusion is fixed
+    options = ()
+
+    @classmethod
+    def from_options(cls, **fields) -> FusedQuantizer:
+        raise ValueError("method 'fused' is not built from options: it wraps another method's quantiser "
+                         "(give that method and a features section)")
 
     def __init__(self, fusion: dict, quantizer):
         self.fusion = build_fusion(fusion)
@@ -463,4 +496,4 @@ class FusedQuantizer(Quantizer):
 
 
 __all__ = ["FUSED", "FUSION_TYPES", "ConcatFusion", "FusedQuantizer", "Fusion", "ProjectionFusion", "SourceLayout",
-           "build_fusion", "compatibility_content", "pack_sources", "source_weights"]
+           "build_fusion", "compatibility_content", "fusion_config", "pack_sources", "source_weights"]

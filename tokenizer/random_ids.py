@@ -22,6 +22,11 @@ class RandomIDs(Quantizer):
         seed: fixes the codes.
     """
 
+    trainable = False  # nothing is learnt: fit(x) only checks x
+    takes_input_dim = False
+    learns_fusion = False
+    options = ()
+
     def __init__(self, codebook_sizes=(256, 256, 256), seed: int = 0):
         self.codebook_sizes = tuple(int(k) for k in codebook_sizes)
         if not self.codebook_sizes or min(self.codebook_sizes) < 1:

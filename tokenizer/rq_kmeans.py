@@ -24,6 +24,11 @@ class RQKMeans(Quantizer):
             every item is still encoded. Bounds fitting time on very large catalogues.
     """
 
+    trainable = False  # k-means, no gradient training: fit(x) takes no training settings nor regularisers
+    takes_input_dim = False
+    learns_fusion = False
+    options = ("iters", "max_fit_points")
+
     def __init__(self, codebook_sizes=(256, 256, 256), seed: int = 0, iters: int = 25, max_fit_points: int | None = None):
         self.codebook_sizes = tuple(int(k) for k in codebook_sizes)
         if not self.codebook_sizes or min(self.codebook_sizes) < 1:

@@ -109,6 +109,11 @@ class RQVAE(nn.Module, Quantizer):
             the decoder reconstructs the fusion's fixed target (see the module docstring).
     """
 
+    trainable = True  # fit takes TRAINING_ARGUMENTS and regularisers
+    takes_input_dim = True
+    learns_fusion = True
+    options = ("latent_dim", "hidden_dims", "beta", "sinkhorn_last_level", "sinkhorn_epsilon", "sinkhorn_iters", "kmeans_init_points")
+
     def __init__(self, input_dim: int, codebook_sizes=(256, 256, 256), latent_dim: int = 32, hidden_dims=(512, 256, 128),
                  beta: float = 0.25, sinkhorn_last_level: bool = False, sinkhorn_epsilon: float = 0.003, sinkhorn_iters: int = 50,
                  kmeans_init_points: int = 20_000, seed: int = 0, fusion: dict | None = None):

@@ -7,14 +7,14 @@ no tokenizer splits, lower-cases or merges them, and ``decode(..., skip_special_
 them (special tokens would be dropped). A SID of depth D is then D consecutive tokens:
 ``sid_to_text((12, 3, 0)) == "<a_12><b_3><c_0>"``.
 
-After adding tokens, grow the model's embeddings with :func:`resize_model_embeddings`.
+This module only lays out the tokens (text side); growing a model's embedding matrices for them is
+model code: :func:`genrec.models.lora.resize_model_embeddings`.
 """
 
 from __future__ import annotations
 
 import re
 
-import torch
 from tokenizers import AddedToken
 
 LEVEL_NAMES = "abcdefghijklmnopqrstuvwxyz"
@@ -111,57 +111,4 @@ def add_sid_tokens(hf_tokenizer, codebook_sizes, fmt: str = DEFAULT_FORMAT) -> d
     return dict(zip(keys, ids, strict=True))
 
 
-@torch.no_grad()
-def resize_model_embeddings(model, tokenizer, init: str = "mean", token_ids=None, pad_to_multiple_of: int | None = None) -> list[int]:
-    """Grow ``model``'s input (and untied output) embeddings to hold every token of ``tokenizer``; initialise new rows.
-
-    Resizing goes through the public ``model.resize_token_embeddings``; it never shrinks a matrix
-    (T5 checkpoints keep spare rows: 32,128 rows for 32,100 tokens), so added tokens may land on
-    rows that already exist.
-
-    Args:
-        init: ``"mean"``: every initialised row of the input embeddings is the mean of the other
-            (pre-existing) rows, likewise for an untied output layer and its bias, so the model's
-            next-token distribution barely moves (Hewitt, 2021); deterministic. ``"sampled"``: keep
-            what ``resize_token_embeddings(mean_resizing=True)`` drew (a normal around that mean);
-            only rows added by the resize can be initialised this way.
-        token_ids: rows to initialise (e.g. ``list(add_sid_tokens(...).values())`` to also reset
-            spare rows the new tokens landed on). Default: the rows the resize added.
-        pad_to_multiple_of: passed to ``resize_token_embeddings``.
-
-    Returns:
-        The sorted row ids that were initialised.
-    """
-    if init not in ("mean", "sampled"):
-        raise ValueError(f"init must be 'mean' or 'sampled', got {init!r}")
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    target = max(old_rows, len(tokenizer))
-    if target > old_rows or pad_to_multiple_of is not None:
-        model.resize_token_embeddings(target, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=(init == "sampled"))
-    new_rows = model.get_input_embeddings().weight.shape[0]
-    rows = sorted({int(i) for i in token_ids}) if token_ids is not None else list(range(old_rows, new_rows))
-    if rows and (rows[0] < 0 or rows[-1] >= new_rows):
-        raise ValueError(f"token_ids must lie in [0, {new_rows}), got {rows[0]}..{rows[-1]}")
-    if init == "sampled":
-        if rows and rows[0] < old_rows:
-            raise ValueError(f"init='sampled' only initialises rows added by the resize (>= {old_rows}); got row {rows[0]}")
-        return rows
-    if not rows:
-        return rows
-    index = torch.tensor(rows)
-    keep = torch.ones(new_rows, dtype=torch.bool)
-    keep[index] = False
-    keep[old_rows:] = False  # rows the resize appended carry no trained values
-    if not keep.any():
-        raise ValueError("no pre-existing embedding rows are left to average: token_ids cover the whole matrix")
-    inputs = model.get_input_embeddings().weight
-    inputs[index] = inputs[keep].mean(dim=0).to(inputs.dtype)
-    outputs = model.get_output_embeddings()
-    if outputs is not None and outputs.weight is not inputs:
-        outputs.weight[index] = outputs.weight[keep].mean(dim=0).to(outputs.weight.dtype)
-        if getattr(outputs, "bias", None) is not None:
-            outputs.bias[index] = outputs.bias[keep].mean().to(outputs.bias.dtype)
-    return rows
-
-
-__all__ = ["DEFAULT_FORMAT", "add_sid_tokens", "level_name", "resize_model_embeddings", "sid_to_text", "sid_token", "text_to_sid"]
+__all__ = ["DEFAULT_FORMAT", "add_sid_tokens", "level_name", "sid_to_text", "sid_token", "text_to_sid"]

@@ -7,7 +7,7 @@ tokenizer) or a decoder-only LM (Llama, Qwen2, ...). Steps (:func:`build_lora`):
    the model's text tokenizer (:func:`genrec.tokenizer.add_sid_tokens`); each level gets a
    contiguous id range, described by a :class:`~genrec.models.tokens.TokenSpace`;
 2. the embeddings are grown and the new rows set to the mean of the pretrained rows
-   (:func:`genrec.tokenizer.resize_model_embeddings`);
+   (:func:`resize_model_embeddings`);
 3. LoRA adapters are put on the attention projections (peft's default modules for the
    architecture unless ``target_modules`` is given), and the new embedding rows are trained too:
    ``new_embeddings="tokens"`` trains only those rows (peft ``trainable_token_indices``; the input
@@ -39,12 +39,65 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from genrec.models.tokens import TokenSpace
 from genrec.tokenizer.hub import check_loadable_folder
-from genrec.tokenizer.text_tokens import DEFAULT_FORMAT, add_sid_tokens, resize_model_embeddings
+from genrec.tokenizer.text_tokens import DEFAULT_FORMAT, add_sid_tokens
 
 logger = logging.getLogger(__name__)
 
 USER_TOKEN_FORMAT = "<u_{index}>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@torch.no_grad()
+def resize_model_embeddings(model, tokenizer, init: str = "mean", token_ids=None, pad_to_multiple_of: int | None = None) -> list[int]:
+    """Grow ``model``'s input (and untied output) embeddings to hold every token of ``tokenizer``; initialise new rows.
+
+    Resizing goes through the public ``model.resize_token_embeddings``; it never shrinks a matrix
+    (T5 checkpoints keep spare rows: 32,128 rows for 32,100 tokens), so added tokens may land on
+    rows that already exist.
+
+    Args:
+        init: ``"mean"``: every initialised row of the input embeddings is the mean of the other
+            (pre-existing) rows, likewise for an untied output layer and its bias, so the model's
+            next-token distribution barely moves (Hewitt, 2021); deterministic. ``"sampled"``: keep
+            what ``resize_token_embeddings(mean_resizing=True)`` drew (a normal around that mean);
+            only rows added by the resize can be initialised this way.
+        token_ids: rows to initialise (e.g. ``list(add_sid_tokens(...).values())`` to also reset
+            spare rows the new tokens landed on). Default: the rows the resize added.
+        pad_to_multiple_of: passed to ``resize_token_embeddings``.
+
+    Returns:
+        The sorted row ids that were initialised.
+    """
+    if init not in ("mean", "sampled"):
+        raise ValueError(f"init must be 'mean' or 'sampled', got {init!r}")
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    target = max(old_rows, len(tokenizer))
+    if target > old_rows or pad_to_multiple_of is not None:
+        model.resize_token_embeddings(target, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=(init == "sampled"))
+    new_rows = model.get_input_embeddings().weight.shape[0]
+    rows = sorted({int(i) for i in token_ids}) if token_ids is not None else list(range(old_rows, new_rows))
+    if rows and (rows[0] < 0 or rows[-1] >= new_rows):
+        raise ValueError(f"token_ids must lie in [0, {new_rows}), got {rows[0]}..{rows[-1]}")
+    if init == "sampled":
+        if rows and rows[0] < old_rows:
+            raise ValueError(f"init='sampled' only initialises rows added by the resize (>= {old_rows}); got row {rows[0]}")
+        return rows
+    if not rows:
+        return rows
+    index = torch.tensor(rows)
+    keep = torch.ones(new_rows, dtype=torch.bool)
+    keep[index] = False
+    keep[old_rows:] = False  # rows the resize appended carry no trained values
+    if not keep.any():
+        raise ValueError("no pre-existing embedding rows are left to average: token_ids cover the whole matrix")
+    inputs = model.get_input_embeddings().weight
+    inputs[index] = inputs[keep].mean(dim=0).to(inputs.dtype)
+    outputs = model.get_output_embeddings()
+    if outputs is not None and outputs.weight is not inputs:
+        outputs.weight[index] = outputs.weight[keep].mean(dim=0).to(outputs.weight.dtype)
+        if getattr(outputs, "bias", None) is not None:
+            outputs.bias[index] = outputs.bias[keep].mean().to(outputs.bias.dtype)
+    return rows
 
 
 @dataclass
