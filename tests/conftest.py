@@ -31,6 +31,19 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """A fresh accelerate state before and after the test. ``AcceleratorState`` is a process-wide singleton
+    that keeps the first mixed precision / device it was built with; tests that build ``Accelerator``s
+    (recipes, ``genrec.training.train``) each pick their own. Use with
+    ``pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")``."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture(autouse=True)
 def recipes_keep_the_test_thread_count(monkeypatch):
     """Recipes pick torch's thread count from the free cores unless OMP_NUM_THREADS says otherwise

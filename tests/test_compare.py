@@ -13,13 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 import compare_tokenizers  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
 
 def write_config(tmp_path: Path, data: Path) -> Path:

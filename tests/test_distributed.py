@@ -23,16 +23,7 @@ from _genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, rec
 
 from genrec.data import leave_one_out_split, load_dataset
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
 
 def _free_port() -> int:

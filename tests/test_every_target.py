@@ -30,19 +30,10 @@ from genrec.models.t5 import CausalEncoderT5, T5RecConfig, build_t5
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 sys.path.insert(0, str(ROOT / "recipes"))
 
 TINY = dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _setup(seed: int = 0, n_users: int = 6):

@@ -28,17 +28,8 @@ from genrec.models.lora import new_token_ids
 from genrec.tokenizer import SIDTable
 from genrec.training import TrainingConfig, train
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 sys.path.insert(0, str(ROOT / "recipes"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

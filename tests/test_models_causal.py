@@ -24,17 +24,8 @@ from genrec.models import CausalRecConfig, TokenSpace, build_causal, load_model
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 sys.path.insert(0, str(ROOT / "recipes"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])

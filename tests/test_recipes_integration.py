@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "recipes"))
 DATA_DIR = os.environ.get("GENREC_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not (Path(DATA_DIR) / "amazon_beauty").is_dir(),
                                 reason="GENREC_DATA_DIR with amazon_beauty/ is not available")
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,6 @@ def beauty_slice(tmp_path_factory):
         for rec in items.to_dict("records"):
             f.write(json.dumps(rec) + "\n")
     return out
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
 
 
 @needs_data

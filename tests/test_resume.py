@@ -28,16 +28,7 @@ from genrec.training import TrainingConfig, train
 from genrec.training.checkpoint import latest_checkpoint, list_checkpoints
 from genrec.vocab import SIDVocab
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

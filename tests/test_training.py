@@ -9,15 +9,7 @@ from genrec.models import T5RecConfig, build_t5
 from genrec.training import LengthBucketBatchSampler, TrainingConfig, train
 from genrec.vocab import SIDVocab
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    # AcceleratorState is a process-wide singleton; each test picks its own mixed precision.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")  # each test picks its own mixed precision
 
 TINY = T5RecConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
 
