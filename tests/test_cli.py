@@ -18,9 +18,7 @@ import pytest
 
 from genrec import cli
 from genrec.cli import InputError, read_histories
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_pipeline import NUM_ITEMS, recipe_runs, synthetic_interactions, write_dataset  # noqa: E402, F401 (recipe_runs: a fixture)
+from tests.helpers import NUM_ITEMS, synthetic_interactions, write_dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -224,7 +222,7 @@ def test_bad_history_files_name_the_file_and_line(tmp_path, case):
         read_histories(tmp_path / "missing.json")
 
 
-def test_lora_run_export_and_recommend(recipe_runs, tmp_path, capsys):  # noqa: F811 (the imported fixture)
+def test_lora_run_export_and_recommend(recipe_runs, tmp_path, capsys):
     """A LoRA train output folder through the command line: a moved base checkpoint is named with --base-model, the
     exported bundle needs none, and recommends what the run does."""
     from genrec.pipeline import GenerativeRecommender

@@ -2,16 +2,15 @@
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from _genrec_tiny import TINY_T5, make_dataset
+
+from genrec.recipes import compare_tokenizers
+from tests._genrec_tiny import TINY_T5, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import compare_tokenizers  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
@@ -135,7 +134,7 @@ def test_cold_start_comparison_with_a_sasrec_reference(tmp_path, monkeypatch):
     assert "cold:recall@10" in summary and "| sasrec | 1 |" in summary
 
     # A recommender whose tokenizer saw the cold items is refused.
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     with pytest.raises(ValueError, match="held out 6 item"):
         train_genrec.main(["--config", str(ROOT / "recipes/configs/genrec_beauty.yaml"), f"dataset={data}",

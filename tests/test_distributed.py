@@ -19,9 +19,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 
 from genrec.data import leave_one_out_split, load_dataset
+from tests._genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 
 pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 

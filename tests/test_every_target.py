@@ -9,13 +9,11 @@ decodes real items with it.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
-from _genrec_tiny import ROOT, TINY_T5, make_dataset, recipe_args
 
 from genrec.data import (
     EveryTargetCollator,
@@ -29,9 +27,9 @@ from genrec.models import load_model
 from genrec.models.t5 import CausalEncoderT5, T5RecConfig, build_t5
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
+from tests._genrec_tiny import ROOT, TINY_T5, make_dataset, recipe_args
 
 pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
-sys.path.insert(0, str(ROOT / "recipes"))
 
 TINY = dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
 
@@ -120,11 +118,10 @@ def test_every_item_needs_the_causal_encoder():
 
 
 def test_recipe_trains_every_item_decodes_real_items_and_reloads(tmp_path):
-    import train_genrec
-
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative
     from genrec.models import TokenSpace
+    from genrec.recipes import train_genrec
 
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "run"

@@ -243,11 +243,7 @@ def test_text_sources_with_missing_text_and_packing(tmp_path, items):
 
 # ---- the tokenizer recipe with a features section ----------------------------------------------------
 def _recipe():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-    import train_tokenizer
+    from genrec.recipes import train_tokenizer
 
     return train_tokenizer
 

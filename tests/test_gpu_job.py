@@ -6,7 +6,8 @@ import importlib.util
 import json
 
 import pytest
-from _genrec_tiny import ROOT, make_dataset
+
+from tests._genrec_tiny import ROOT, make_dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
-from _genrec_tiny import ROOT, TINY_CAUSAL, make_dataset, recipe_args
 
 from genrec.config import ConfigError, load_config
 from genrec.data import (
@@ -23,9 +21,9 @@ from genrec.eval.evaluate import evaluate_generative, left_align
 from genrec.models import CausalRecConfig, TokenSpace, build_causal, load_model
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
+from tests._genrec_tiny import ROOT, TINY_CAUSAL, make_dataset, recipe_args
 
 pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
-sys.path.insert(0, str(ROOT / "recipes"))
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
@@ -51,7 +49,7 @@ def test_left_align():
 
 @pytest.mark.parametrize("train_targets", ["last", "every_item"])
 def test_causal_recipe_trains_decodes_valid_items_and_reloads(tmp_path, train_targets):
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "run"
@@ -100,7 +98,7 @@ def test_training_rows_of_the_causal_model(tmp_path):
 
 
 def test_model_type_selector_keeps_old_configs_valid():
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     cfg = load_config(train_genrec.GenRecConfig, ROOT / "recipes/configs/genrec_beauty.yaml")
     assert cfg.model.type == "t5" and cfg.model.t5().d_model == 128 and cfg.model.t5().num_heads == 6

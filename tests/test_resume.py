@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from _genrec_tiny import RECIPE, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 from safetensors.torch import load_file
-from test_training import TINY, _collate, _toy_rows
 
 from genrec.models import build_t5
 from genrec.training import TrainingConfig, train
 from genrec.training.checkpoint import latest_checkpoint, list_checkpoints
 from genrec.vocab import SIDVocab
+from tests._genrec_tiny import RECIPE, TINY_T5, make_dataset, python, recipe_args, subprocess_env
+from tests.helpers import TRAINING_T5, collate_toy_rows, toy_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
@@ -47,17 +47,17 @@ def _train(out: Path, cfg: TrainingConfig, resume=False):
     AcceleratorState._reset_state(reset_partial_state=True)
     vocab = SIDVocab((4, 2, 1))
     torch.manual_seed(0)
-    model = build_t5(vocab, dataclasses.replace(TINY, dropout_rate=0.1))  # dropout: the RNG state matters
+    model = build_t5(vocab, dataclasses.replace(TRAINING_T5, dropout_rate=0.1))  # dropout: the RNG state matters
     calls = []
 
     def validate(m, acc):
         calls.append(1)
-        batch = _collate([ds[i] for i in range(32)])
+        batch = collate_toy_rows([ds[i] for i in range(32)])
         with torch.no_grad():
             return {"ndcg@10": -m(**batch).loss.item()}
 
-    ds = _toy_rows(vocab, n=100)
-    return train(model, ds, _collate, cfg, out, validate_fn=validate, resume=resume), len(calls)
+    ds = toy_rows(vocab, n=100)
+    return train(model, ds, collate_toy_rows, cfg, out, validate_fn=validate, resume=resume), len(calls)
 
 
 @pytest.mark.parametrize("precision,accum,every,eval_every", [("no", 1, 3, None), ("bf16", 2, 3, None), ("no", 1, 3, 2)])
@@ -215,10 +215,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
 
 
 def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(RECIPE.parent))
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     data, tok = make_dataset(tmp_path)
     foreign = tmp_path / "my_documents"

@@ -7,7 +7,6 @@ when it is absent. Embeddings go to a temporary cache, so the 500 texts are embe
 import gzip
 import json
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +14,9 @@ import pytest
 import torch
 
 from genrec.config import ConfigError, load_config
+from genrec.recipes import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import train_tokenizer  # noqa: E402
 
 DATA_DIR = os.environ.get("GENREC_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not (Path(DATA_DIR) / "amazon_beauty").is_dir(),
