@@ -312,6 +312,7 @@ json.dump(result, open(out + "/result.json", "w"))
 """
 
 
+@pytest.mark.slow
 def test_push_to_hub_and_load_back_with_the_real_client(tmp_path, rq_kmeans_tokenizer):
     tok, _ = rq_kmeans_tokenizer
     local = tok.save_pretrained(tmp_path / "local")

@@ -30,6 +30,7 @@ def write_config(tmp_path: Path, data: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_compare_two_tokenizers_two_seeds_then_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))  # embeddings of the 30 titles: computed once
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -94,6 +95,7 @@ def test_config_errors(tmp_path):
         compare_tokenizers.main(["--config", str(config), "tokenizers.random={cfg: x}"])
 
 
+@pytest.mark.slow
 def test_cold_start_comparison_with_a_sasrec_reference(tmp_path, monkeypatch):
     """Cold-start protocol end to end: hold-out tokenizer + recommender, a SASRec reference, cold/warm columns."""
     import numpy as np

@@ -67,6 +67,7 @@ def test_exclusions_and_the_node_budget():
         exact_top_k(model, ids, mask, trie, 10, max_width=4)
 
 
+@pytest.mark.slow
 def test_exact_search_through_evaluation(tmp_path):
     """eval.search=exact returns the exhaustive top-k of a trained tiny run."""
 

@@ -23,7 +23,7 @@ import pytest
 from genrec.data import leave_one_out_split, load_dataset
 from tests._genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 
-pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")]  # 2-process accelerate launches
 
 
 def _free_port() -> int:

@@ -117,6 +117,7 @@ def test_every_item_needs_the_causal_encoder():
         T5RecConfig(encoder="left")
 
 
+@pytest.mark.slow
 def test_recipe_trains_every_item_decodes_real_items_and_reloads(tmp_path):
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative

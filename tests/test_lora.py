@@ -121,6 +121,7 @@ def test_lora_trains_new_sid_rows_and_nothing_pretrained(tiny, tmp_path, kind, n
         torch.testing.assert_close(reloaded(**{k: batch[k] for k in keys}).logits, model(**{k: batch[k] for k in keys}).logits)
 
 
+@pytest.mark.slow
 def test_lora_recipe_end_to_end_and_reload(tiny, tmp_path):
     from genrec.recipes import train_genrec
 

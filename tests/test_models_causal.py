@@ -47,6 +47,7 @@ def test_left_align():
     assert torch.equal(left_align(out_ids, out_mask)[0], out_ids)  # left-padded input is unchanged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train_targets", ["last", "every_item"])
 def test_causal_recipe_trains_decodes_valid_items_and_reloads(tmp_path, train_targets):
     from genrec.recipes import train_genrec

@@ -429,6 +429,7 @@ def _test_requests(split) -> tuple[list[list[str]], list[str], list[int]]:
     return histories_of(split, split.test), [split.user_ids[u] for u in users], users
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["causal", "t5_every", "lora_llama", "lora_t5", "lora_t5_full"])
 def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, name):
     """from_pretrained(run) == the recipe's evaluation ranking (items); its bundle == the run (items, allclose scores)."""
@@ -489,6 +490,7 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
             GenerativeRecommender.from_pretrained(broken, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "suffix"), [("causal", "json"), ("t5_every", "json"), ("lora_llama", "safetensors"),
                                               ("lora_t5", "json")])
 def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_runs, tmp_path, name, suffix):
@@ -576,6 +578,7 @@ json.dump(result, open(out + "/result.json", "w"))
 """
 
 
+@pytest.mark.slow
 def test_push_to_hub_and_load_back_with_the_real_client(setup, saved_bundle, tmp_path):
     rec, split = setup["rec"], setup["split"]
     histories = histories_of(split, split.test)[:8]
@@ -616,6 +619,7 @@ def _plant_code(folder: Path, marker: Path, config_name: str = "config.json") ->
     config_path.write_text(json.dumps(config))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["t5_bundle", "causal_run_best", "lora_run_text_tokenizer", "t5_bundle_auto_map_only"])
 def test_loading_never_runs_code_shipped_with_a_model(saved_bundle, recipe_runs, tmp_path, where, monkeypatch):
     """Bundles, run folders and text tokenizers with a .py file or an auto_map are refused, naming the file; nothing runs."""

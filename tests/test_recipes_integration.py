@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = os.environ.get("GENREC_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not (Path(DATA_DIR) / "amazon_beauty").is_dir(),
                                 reason="GENREC_DATA_DIR with amazon_beauty/ is not available")
-pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_accelerator_state")]  # recipes on a real data slice
 
 
 @pytest.fixture(scope="module")

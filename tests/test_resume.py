@@ -60,7 +60,8 @@ def _train(out: Path, cfg: TrainingConfig, resume=False):
     return train(model, ds, collate_toy_rows, cfg, out, validate_fn=validate, resume=resume), len(calls)
 
 
-@pytest.mark.parametrize("precision,accum,every,eval_every", [("no", 1, 3, None), ("bf16", 2, 3, None), ("no", 1, 3, 2)])
+@pytest.mark.parametrize("precision,accum,every,eval_every", [("no", 1, 3, None), ("bf16", 2, 3, None),
+                                                              pytest.param("no", 1, 3, 2, marks=pytest.mark.slow)])
 def test_resume_from_every_checkpoint_equals_uninterrupted(tmp_path, precision, accum, every, eval_every):
     """7 batches per epoch, 3 epochs: checkpoints fall mid-epoch and at epoch ends; resume from each.
     With ``eval_every`` validation also runs mid-epoch (constant LR): the learning curve must match too."""
@@ -125,6 +126,7 @@ def _run_recipe(out: Path, data: Path, tok: Path, *extra: str, log: Path) -> sub
         return subprocess.Popen([python(), str(RECIPE), *args], stdout=f, stderr=subprocess.STDOUT, env=subprocess_env())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path):
     data, tok = make_dataset(tmp_path)
     reference = _run_recipe(tmp_path / "ref", data, tok, log=tmp_path / "ref.log")
@@ -214,6 +216,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
         _train(only, cfg, resume=True)
 
 
+@pytest.mark.slow
 def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_path):
     from genrec.recipes import train_genrec
 
