@@ -31,6 +31,19 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """A fresh accelerate state before and after the test. ``AcceleratorState`` is a process-wide singleton
+    that keeps the first mixed precision / device it was built with; tests that build ``Accelerator``s
+    (recipes, ``genrec.training.train``) each pick their own. Use with
+    ``pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")``."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture(autouse=True)
 def recipes_keep_the_test_thread_count(monkeypatch):
     """Recipes pick torch's thread count from the free cores unless OMP_NUM_THREADS says otherwise
@@ -38,3 +51,43 @@ def recipes_keep_the_test_thread_count(monkeypatch):
     recipe runs in one test compute with the same threads (exact comparisons) whatever the machine's load."""
     if "OMP_NUM_THREADS" not in os.environ:
         monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
+@pytest.fixture(scope="module")
+def recipe_runs(tmp_path_factory):
+    """recipes/train_genrec.py runs: causal, LoRA on a tiny local Llama (titles + prompt), LoRA on a tiny local T5 (titles).
+
+    Used by test_pipeline and test_cli; module-scoped, so each of those modules trains its own runs."""
+    from accelerate.state import AcceleratorState
+
+    from genrec.recipes import train_genrec
+    from genrec.tokenizer import RQKMeans, SIDTable, SIDTokenizer
+    from tests._genrec_tiny import TINY_CAUSAL, make_dataset, recipe_args, tiny_pretrained
+    from tests._genrec_tiny import TINY_T5 as TINY_T5_ARGS
+    from tests.helpers import DIM
+
+    root = tmp_path_factory.mktemp("recipe_runs")
+    data, table_dir = make_dataset(root)
+    # The runs' tokenizer_dir: a SID tokenizer artifact (the pipeline loads one) holding make_dataset's SID table.
+    quantizer = RQKMeans((4, 4), seed=0)
+    quantizer.fit(torch.randn(30, DIM, generator=torch.Generator().manual_seed(0)))
+    tok = SIDTokenizer(quantizer, SIDTable.load(table_dir), embedding_dim=DIM).save_pretrained(root / "sid_tokenizer")
+    fast = ["training.epochs=2", "training.mixed_precision=no", "training.checkpoint_at_epoch_end=false",
+            "training.checkpoint_every_minutes=null", "eval.valid_max_users=null"]
+    configs = Path(train_genrec.__file__).parent / "configs"
+    specs = {
+        "causal": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL]),
+        "t5_every": ("genrec_beauty.yaml", [*TINY_T5_ARGS, "model.encoder=causal", "model.train_targets=every_item"]),
+        "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
+                                                   "model.lora.prompt=the next item is"]),
+        "lora_t5": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 't5', 't5')}", "model.lora.r=4"]),
+        "lora_t5_full": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={root / 't5'}", "model.lora.r=4",
+                                                     "model.lora.new_embeddings=full"]),
+    }
+    runs = {"data": data, "tok": tok, "root": root}
+    for name, (config, extra) in specs.items():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        train_genrec.main(["--config", str(configs / config), *recipe_args(data, tok, root / name, *fast, *extra)])
+        runs[name] = root / name
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return runs

@@ -16,9 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from genrec.tokenizer import RQVAE, RandomIDs, RQKMeans, SIDTable
 from genrec.tokenizer.artifact import CONFIG_FILE, QUANTIZER_FILE, ColdStartEncoding, SIDTokenizer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import HubServer  # noqa: E402
+from tests.hub_server import HubServer
 
 DIM = 12
 ARTIFACT_FILES = ("README.md", CONFIG_FILE, QUANTIZER_FILE, "sid_table.safetensors", "sid_items.json")
@@ -314,6 +312,7 @@ json.dump(result, open(out + "/result.json", "w"))
 """
 
 
+@pytest.mark.slow
 def test_push_to_hub_and_load_back_with_the_real_client(tmp_path, rq_kmeans_tokenizer):
     tok, _ = rq_kmeans_tokenizer
     local = tok.save_pretrained(tmp_path / "local")

@@ -18,9 +18,7 @@ import pytest
 
 from genrec import cli
 from genrec.cli import InputError, read_histories
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_pipeline import NUM_ITEMS, recipe_runs, synthetic_interactions, write_dataset  # noqa: E402, F401 (recipe_runs: a fixture)
+from tests.helpers import NUM_ITEMS, synthetic_interactions, write_dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -56,6 +54,7 @@ def trained_run(tmp_path_factory):
     return {"root": root, "data": data, "env": env, "steps": steps}
 
 
+@pytest.mark.slow
 def test_command_line_end_to_end(trained_run):
     root, env = trained_run["root"], trained_run["env"]
     assert (root / "tok" / "sid_tokenizer_config.json").is_file() and (root / "tok" / "metrics.json").is_file()
@@ -89,6 +88,7 @@ def test_command_line_end_to_end(trained_run):
     assert rec.metrics["test"] == pytest.approx(metrics["test"])
 
 
+@pytest.mark.slow
 def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys):
     root = trained_run["root"]
     assert cli.main(["export", "--model", str(root / "run"), "--out", str(tmp_path / "bundle")]) == 0
@@ -111,6 +111,7 @@ def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys):
     np.testing.assert_allclose([r["scores"] for r in out], [r.scores for r in expected], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_recommend_bad_inputs_from_the_command_line(trained_run, tmp_path, capsys):
     model = str(trained_run["root"] / "run")
     (tmp_path / "h.json").write_text(json.dumps([{"user_id": "a", "history": ["item1"]}, {"user_id": "b", "history": ["item2", "zzz"]},
@@ -224,7 +225,8 @@ def test_bad_history_files_name_the_file_and_line(tmp_path, case):
         read_histories(tmp_path / "missing.json")
 
 
-def test_lora_run_export_and_recommend(recipe_runs, tmp_path, capsys):  # noqa: F811 (the imported fixture)
+@pytest.mark.slow
+def test_lora_run_export_and_recommend(recipe_runs, tmp_path, capsys):
     """A LoRA train output folder through the command line: a moved base checkpoint is named with --base-model, the
     exported bundle needs none, and recommends what the run does."""
     from genrec.pipeline import GenerativeRecommender
@@ -281,6 +283,7 @@ def test_missing_folders_are_messages_not_tracebacks(tmp_path, capsys):
     assert str(tmp_path / "no_run") in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_export_refuses_to_drop_the_training_data_silently(trained_run, tmp_path, capsys):
     import shutil
 

@@ -2,24 +2,17 @@
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from _genrec_tiny import TINY_T5, make_dataset
+
+from genrec.recipes import compare_tokenizers
+from tests._genrec_tiny import TINY_T5, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import compare_tokenizers  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")
 
 
 def write_config(tmp_path: Path, data: Path) -> Path:
@@ -37,6 +30,7 @@ def write_config(tmp_path: Path, data: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_compare_two_tokenizers_two_seeds_then_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))  # embeddings of the 30 titles: computed once
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -101,6 +95,7 @@ def test_config_errors(tmp_path):
         compare_tokenizers.main(["--config", str(config), "tokenizers.random={cfg: x}"])
 
 
+@pytest.mark.slow
 def test_cold_start_comparison_with_a_sasrec_reference(tmp_path, monkeypatch):
     """Cold-start protocol end to end: hold-out tokenizer + recommender, a SASRec reference, cold/warm columns."""
     import numpy as np
@@ -141,7 +136,7 @@ def test_cold_start_comparison_with_a_sasrec_reference(tmp_path, monkeypatch):
     assert "cold:recall@10" in summary and "| sasrec | 1 |" in summary
 
     # A recommender whose tokenizer saw the cold items is refused.
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     with pytest.raises(ValueError, match="held out 6 item"):
         train_genrec.main(["--config", str(ROOT / "recipes/configs/genrec_beauty.yaml"), f"dataset={data}",

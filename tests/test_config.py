@@ -81,10 +81,8 @@ BAD_SETTINGS = {
 @pytest.mark.parametrize("override", sorted(BAD_SETTINGS))
 def test_every_invalid_setting_is_refused_when_the_config_is_read(override):
     """Refused by load_config itself, i.e. before any data is loaded or any step is trained."""
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     with pytest.raises(ConfigError, match=BAD_SETTINGS[override]):
         load_config(train_genrec.GenRecConfig, Path(__file__).resolve().parents[1] / "recipes/configs/genrec_beauty.yaml", [override])

@@ -16,6 +16,7 @@ from genrec.decoding import (
 )
 from genrec.models import T5RecConfig, build_t5
 from genrec.vocab import EOS_ID, SIDVocab
+from tests.helpers import DECODING_T5, exhaustive_top_k, make_catalogue, make_histories
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,45 +27,6 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-TINY_T5 = T5RecConfig(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_kv=16, d_ff=64)
-
-
-def make_catalogue(vocab: SIDVocab, num_items: int, seed: int) -> torch.Tensor:
-    """(N, D) token ids of unique random SIDs, in random item order (N <= num_items after dedup)."""
-    gen = torch.Generator().manual_seed(seed)
-    codes = torch.stack([torch.randint(0, k, (num_items,), generator=gen) for k in vocab.codebook_sizes], dim=1)
-    codes = torch.unique(codes, dim=0)
-    return vocab.codes_to_tokens(codes[torch.randperm(len(codes), generator=gen)])
-
-
-def make_histories(item_tokens: torch.Tensor, batch: int, seed: int, left_pad: bool = False):
-    """Random histories of 1-4 items + eos, padded with 0 -> (input_ids, attention_mask)."""
-    gen = torch.Generator().manual_seed(seed)
-    rows = []
-    for _ in range(batch):
-        items = torch.randint(0, len(item_tokens), (int(torch.randint(1, 5, (1,), generator=gen)),), generator=gen)
-        rows.append(item_tokens[items].flatten().tolist() + [EOS_ID])
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(batch, width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        if left_pad:
-            ids[i, width - len(r) :] = torch.tensor(r)
-        else:
-            ids[i, : len(r)] = torch.tensor(r)
-    return ids, (ids != 0).long()
-
-
-def exhaustive_top_k(scores: torch.Tensor, top_k: int, exclude=None):
-    """Plain-Python ranking of every item: score descending, ties by item index."""
-    items, values = [], []
-    for user, row in enumerate(scores.tolist()):
-        ranked = sorted((i for i in range(len(row)) if not exclude or i not in exclude[user]), key=lambda i: (-row[i], i))
-        ranked = ranked[:top_k] + [-1] * max(0, top_k - len(ranked))
-        items.append(ranked)
-        values.append([row[i] if i >= 0 else float("-inf") for i in ranked])
-    return torch.tensor(items), torch.tensor(values)
 
 
 def generate_items(model, trie, vocab, ids, mask, num_beams, prompt_length=1, **constraint):
@@ -81,7 +43,7 @@ def generate_items(model, trie, vocab, ids, mask, num_beams, prompt_length=1, **
 def t5_setup(request):
     torch.manual_seed(0)
     vocab = SIDVocab(request.param)
-    model = build_t5(vocab, TINY_T5).eval()
+    model = build_t5(vocab, DECODING_T5).eval()
     item_tokens = make_catalogue(vocab, 60 if vocab.depth == 3 else 120, seed=1)
     ids, mask = make_histories(item_tokens, batch=6, seed=2)
     brute = score_all_items(model, ids, mask, item_tokens)
@@ -180,7 +142,7 @@ def test_history_exclusion(t5_setup):
 def test_beams_wider_than_the_catalogue_and_a_one_item_catalogue():
     torch.manual_seed(0)
     vocab = SIDVocab((3, 3, 2))
-    model = build_t5(vocab, TINY_T5).eval()
+    model = build_t5(vocab, DECODING_T5).eval()
     item_tokens = make_catalogue(vocab, 8, seed=3)
     ids, mask = make_histories(item_tokens, batch=3, seed=4)
     trie = PrefixTrie.from_item_tokens(item_tokens, vocab)
@@ -202,7 +164,7 @@ def test_beams_wider_than_the_catalogue_and_a_one_item_catalogue():
 
 def test_ties_are_broken_by_item_index():
     vocab = SIDVocab((3, 4, 2))
-    model = build_t5(vocab, TINY_T5).eval()
+    model = build_t5(vocab, DECODING_T5).eval()
     with torch.no_grad():
         model.lm_head.weight.zero_()  # uniform next-token distribution: every item has the same score
     item_tokens = make_catalogue(vocab, 20, seed=6)
@@ -301,7 +263,7 @@ def test_decoding_raises_no_deprecation_warning_from_our_calls():
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                          pad_token_id=0, bos_token_id=EOS_ID, eos_token_id=EOS_ID)).eval()
-    seq2seq = [build_t5(vocab, TINY_T5).eval(), build_t5(vocab, T5RecConfig(**{**TINY_T5.__dict__, "encoder": "causal"})).eval()]
+    seq2seq = [build_t5(vocab, DECODING_T5).eval(), build_t5(vocab, T5RecConfig(**{**DECODING_T5.__dict__, "encoder": "causal"})).eval()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for model in seq2seq:

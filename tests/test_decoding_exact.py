@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decoding_beam_search import TINY_T5, exhaustive_top_k, make_catalogue, make_histories
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from genrec.decoding import (
@@ -16,6 +15,7 @@ from genrec.decoding import (
 )
 from genrec.models import build_t5
 from genrec.vocab import EOS_ID, SIDVocab
+from tests.helpers import DECODING_T5, exhaustive_top_k, make_catalogue, make_histories
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -25,7 +25,7 @@ def _models(vocab: SIDVocab):
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                          pad_token_id=0, bos_token_id=EOS_ID, eos_token_id=EOS_ID)).eval()
-    return {"t5": build_t5(vocab, TINY_T5).eval(), "causal": llama}
+    return {"t5": build_t5(vocab, DECODING_T5).eval(), "causal": llama}
 
 
 @pytest.mark.parametrize("kind", ["t5", "causal"])
@@ -67,17 +67,15 @@ def test_exclusions_and_the_node_budget():
         exact_top_k(model, ids, mask, trie, 10, max_width=4)
 
 
+@pytest.mark.slow
 def test_exact_search_through_evaluation(tmp_path):
     """eval.search=exact returns the exhaustive top-k of a trained tiny run."""
-    import sys
 
-    from _genrec_tiny import ROOT, make_dataset, recipe_args
-    from _genrec_tiny import TINY_T5 as TINY_T5_ARGS
     from accelerate.state import AcceleratorState
 
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import evaluate_genrec
-    import train_genrec
+    from genrec.recipes import evaluate_genrec, train_genrec
+    from tests._genrec_tiny import TINY_T5 as TINY_T5_ARGS
+    from tests._genrec_tiny import make_dataset, recipe_args
 
     AcceleratorState._reset_state(reset_partial_state=True)
     data, tok = make_dataset(tmp_path)

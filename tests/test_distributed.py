@@ -19,21 +19,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 
 from genrec.data import leave_one_out_split, load_dataset
 from genrec.runs import open_run
+from tests._genrec_tiny import RECIPE, TINY_CAUSAL, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")]  # 2-process accelerate launches
 
 
 def _free_port() -> int:

@@ -9,13 +9,11 @@ decodes real items with it.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
-from _genrec_tiny import ROOT, TINY_T5, make_dataset, recipe_args
 
 from genrec.data import (
     EveryTargetCollator,
@@ -30,20 +28,11 @@ from genrec.models.t5 import CausalEncoderT5, T5RecConfig, build_t5
 from genrec.runs import open_run
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
+from tests._genrec_tiny import ROOT, TINY_T5, make_dataset, recipe_args
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-sys.path.insert(0, str(ROOT / "recipes"))
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
 TINY = dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _setup(seed: int = 0, n_users: int = 6):
@@ -129,11 +118,11 @@ def test_every_item_needs_the_causal_encoder():
         T5RecConfig(encoder="left")
 
 
+@pytest.mark.slow
 def test_recipe_trains_every_item_decodes_real_items_and_reloads(tmp_path):
-    import train_genrec
-
     from genrec.decoding import PrefixTrie
     from genrec.eval.evaluate import evaluate_generative
+    from genrec.recipes import train_genrec
 
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "run"

@@ -243,11 +243,7 @@ def test_text_sources_with_missing_text_and_packing(tmp_path, items):
 
 # ---- the tokenizer recipe with a features section ----------------------------------------------------
 def _recipe():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-    import train_tokenizer
+    from genrec.recipes import train_tokenizer
 
     return train_tokenizer
 
@@ -280,6 +276,7 @@ def run_recipe(config, dataset, tmp_path, *overrides):
                            "batch_size=64", "log_every=0", *overrides])
 
 
+@pytest.mark.slow
 def test_recipe_text_plus_attributes_writes_a_tokenizer_that_refeaturises_new_items(beauty200, tmp_path):
     from genrec.data import embed_texts, item_texts, load_dataset
     from genrec.tokenizer import RQVAE, SIDTokenizer, tokenizer_metrics
@@ -313,6 +310,7 @@ def test_recipe_text_plus_attributes_writes_a_tokenizer_that_refeaturises_new_it
     assert metrics["harmful_near_collision_share"] == pytest.approx(expected["harmful_near_collision_share"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["tokenizer_rqkmeans.yaml", "tokenizer_random.yaml"])
 def test_recipe_untrained_methods_quantise_the_fixed_concatenation(beauty200, tmp_path, config):
     from genrec.tokenizer import FusedQuantizer, SIDTokenizer
@@ -333,6 +331,7 @@ def _recipe_config_error():
     return ConfigError
 
 
+@pytest.mark.slow
 def test_recipe_adasid_on_attributes_gates_on_a_compatibility_only_text_source(beauty200, tmp_path):
     from genrec.tokenizer import SIDTokenizer
 
@@ -346,6 +345,7 @@ def test_recipe_adasid_on_attributes_gates_on_a_compatibility_only_text_source(b
     assert len({tuple(s) for s in tok.sids.tolist()}) == len(tok) == 200
 
 
+@pytest.mark.slow
 def test_recipe_feature_config_errors(beauty200, tmp_path):
     ConfigError = _recipe_config_error()
     with pytest.raises(ConfigError, match=r"compatibility_source: 'image' is not a source; sources: \['text', 'attrs'\]"):

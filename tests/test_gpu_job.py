@@ -6,11 +6,13 @@ import importlib.util
 import json
 
 import pytest
-from _genrec_tiny import ROOT, make_dataset
+
+from tests._genrec_tiny import ROOT, make_dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
+@pytest.mark.slow
 def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
     job = importlib.util.module_from_spec(spec)

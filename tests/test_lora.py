@@ -7,11 +7,9 @@ tokenizer for Llama/Qwen2, a SentencePiece T5 tokenizer for T5): no Hub.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
-from _genrec_tiny import ROOT, make_dataset, recipe_args, tiny_pretrained
 
 from genrec.config import from_dict
 from genrec.data import (
@@ -28,18 +26,9 @@ from genrec.models.lora import new_token_ids
 from genrec.runs import open_run
 from genrec.tokenizer import SIDTable
 from genrec.training import TrainingConfig, train
+from tests._genrec_tiny import ROOT, make_dataset, recipe_args, tiny_pretrained
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-sys.path.insert(0, str(ROOT / "recipes"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +122,9 @@ def test_lora_trains_new_sid_rows_and_nothing_pretrained(tiny, tmp_path, kind, n
         torch.testing.assert_close(reloaded(**{k: batch[k] for k in keys}).logits, model(**{k: batch[k] for k in keys}).logits)
 
 
+@pytest.mark.slow
 def test_lora_recipe_end_to_end_and_reload(tiny, tmp_path):
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     root, data, tok = tiny
     pretrained = tiny_pretrained(root / "pre_llama_recipe", "llama")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
-from _genrec_tiny import ROOT, TINY_CAUSAL, make_dataset, recipe_args
 
 from genrec.config import ConfigError, load_config
 from genrec.data import (
@@ -24,18 +22,9 @@ from genrec.models import CausalRecConfig, TokenSpace, build_causal, load_model
 from genrec.runs import open_run
 from genrec.tokenizer import SIDTable
 from genrec.vocab import SIDVocab
+from tests._genrec_tiny import ROOT, TINY_CAUSAL, make_dataset, recipe_args
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-sys.path.insert(0, str(ROOT / "recipes"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
@@ -59,9 +48,10 @@ def test_left_align():
     assert torch.equal(left_align(out_ids, out_mask)[0], out_ids)  # left-padded input is unchanged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train_targets", ["last", "every_item"])
 def test_causal_recipe_trains_decodes_valid_items_and_reloads(tmp_path, train_targets):
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "run"
@@ -110,7 +100,7 @@ def test_training_rows_of_the_causal_model(tmp_path):
 
 
 def test_model_type_selector_keeps_old_configs_valid():
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     cfg = load_config(train_genrec.GenRecConfig, ROOT / "recipes/configs/genrec_beauty.yaml")
     assert cfg.model.type == "t5" and cfg.model.t5().d_model == 128 and cfg.model.t5().num_heads == 6

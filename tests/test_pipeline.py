@@ -9,7 +9,6 @@ dataset (48 users, 30 titled items).
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -19,7 +18,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -51,40 +49,14 @@ from genrec.pipeline import (
     UnknownItemError,
 )
 from genrec.runs import open_run
-from genrec.tokenizer import RQKMeans, SIDTable, SIDTokenizer
+from genrec.tokenizer import RQKMeans, SIDTokenizer
 from genrec.vocab import SIDVocab
-
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-from _genrec_tiny import TINY_CAUSAL, make_dataset, recipe_args, tiny_pretrained  # noqa: E402
-from _genrec_tiny import TINY_T5 as TINY_T5_ARGS  # noqa: E402
-from hub_server import HubServer  # noqa: E402
+from tests.helpers import DIM, NUM_ITEMS, synthetic_interactions, write_dataset
+from tests.hub_server import HubServer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-NUM_ITEMS, NUM_USERS, DIM = 60, 40, 8
 TINY_T5 = T5RecConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
-
-
-def synthetic_interactions(seed: int = 0) -> pd.DataFrame:
-    """40 users, 5-9 interactions each, drifting through item clusters (so there is something to learn)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(NUM_USERS):
-        start = int(rng.integers(NUM_ITEMS))
-        for t in range(int(rng.integers(5, 10))):
-            rows.append((f"user{u}", f"item{(start + 3 * t + int(rng.integers(2))) % NUM_ITEMS}", 1000 * u + t))
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-
-
-def write_dataset(folder: Path, interactions: pd.DataFrame) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    interactions.to_csv(folder / "interactions.csv.gz", index=False)
-    with gzip.open(folder / "items.jsonl.gz", "wt") as f:
-        for i in range(NUM_ITEMS):
-            f.write(json.dumps({"item_id": f"item{i}", "title": f"Product {i}", "brand": f"Brand {i % 7}",
-                                "categories": f"Cat {i % 5}"}) + "\n")
-    return folder
 
 
 def tiny_tokenizer(seed: int = 0, levels=(4, 4)) -> SIDTokenizer:
@@ -485,49 +457,17 @@ def test_causal_model_bundle(setup, tmp_path):
 # ---------------------------------------------------------------------------------------------- recipe runs: causal, LoRA
 
 
-@pytest.fixture(scope="module")
-def recipe_runs(tmp_path_factory):
-    """recipes/train_genrec.py runs: causal, LoRA on a tiny local Llama (titles + prompt), LoRA on a tiny local T5 (titles)."""
-    import train_genrec
-    from accelerate.state import AcceleratorState
-
-    root = tmp_path_factory.mktemp("recipe_runs")
-    data, table_dir = make_dataset(root)
-    # The runs' tokenizer_dir: a SID tokenizer artifact (the pipeline loads one) holding make_dataset's SID table.
-    quantizer = RQKMeans((4, 4), seed=0)
-    quantizer.fit(torch.randn(30, DIM, generator=torch.Generator().manual_seed(0)))
-    tok = SIDTokenizer(quantizer, SIDTable.load(table_dir), embedding_dim=DIM).save_pretrained(root / "sid_tokenizer")
-    fast = ["training.epochs=2", "training.mixed_precision=no", "training.checkpoint_at_epoch_end=false",
-            "training.checkpoint_every_minutes=null", "eval.valid_max_users=null"]
-    configs = Path(train_genrec.__file__).parent / "configs"
-    specs = {
-        "causal": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL]),
-        "t5_every": ("genrec_beauty.yaml", [*TINY_T5_ARGS, "model.encoder=causal", "model.train_targets=every_item"]),
-        "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
-                                                   "model.lora.prompt=the next item is"]),
-        "lora_t5": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 't5', 't5')}", "model.lora.r=4"]),
-        "lora_t5_full": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={root / 't5'}", "model.lora.r=4",
-                                                     "model.lora.new_embeddings=full"]),
-    }
-    runs = {"data": data, "tok": tok, "root": root}
-    for name, (config, extra) in specs.items():
-        AcceleratorState._reset_state(reset_partial_state=True)
-        train_genrec.main(["--config", str(configs / config), *recipe_args(data, tok, root / name, *fast, *extra)])
-        runs[name] = root / name
-    AcceleratorState._reset_state(reset_partial_state=True)
-    return runs
-
-
 def _test_requests(split) -> tuple[list[list[str]], list[str], list[int]]:
     """Histories, user ids and user indices of the split's test examples."""
     users = split.test.user_index.tolist()
     return histories_of(split, split.test), [split.user_ids[u] for u in users], users
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["causal", "t5_every", "lora_llama", "lora_t5", "lora_t5_full"])
 def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, name):
     """from_pretrained(run) == the recipe's evaluation ranking (items); its bundle == the run (items, allclose scores)."""
-    import evaluate_genrec
+    from genrec.recipes import evaluate_genrec
 
     run = recipe_runs[name]
     loaded = evaluate_genrec.load_run(run, device="cpu")
@@ -585,11 +525,13 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
             GenerativeRecommender.from_pretrained(broken, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "suffix"), [("causal", "json"), ("t5_every", "json"), ("lora_llama", "safetensors"),
                                               ("lora_t5", "json")])
 def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_runs, tmp_path, name, suffix):
-    import evaluate_genrec
     from safetensors.torch import load_file
+
+    from genrec.recipes import evaluate_genrec
 
     run = recipe_runs[name]
     test_metrics = json.loads((run / "metrics.json").read_text())["test"]
@@ -673,6 +615,7 @@ json.dump(result, open(out + "/result.json", "w"))
 """
 
 
+@pytest.mark.slow
 def test_push_to_hub_and_load_back_with_the_real_client(setup, saved_bundle, tmp_path):
     rec, split = setup["rec"], setup["split"]
     histories = histories_of(split, split.test)[:8]
@@ -713,6 +656,7 @@ def _plant_code(folder: Path, marker: Path, config_name: str = "config.json") ->
     config_path.write_text(json.dumps(config))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["t5_bundle", "causal_run_best", "lora_run_text_tokenizer", "t5_bundle_auto_map_only"])
 def test_loading_never_runs_code_shipped_with_a_model(saved_bundle, recipe_runs, tmp_path, where, monkeypatch):
     """Bundles, run folders and text tokenizers with a .py file or an auto_map are refused, naming the file; nothing runs."""

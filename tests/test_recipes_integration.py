@@ -6,7 +6,6 @@ Needs the shared data (GENREC_DATA_DIR); skipped with a reason when it is absent
 import gzip
 import json
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +15,11 @@ import torch
 from genrec.runs import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
 
 DATA_DIR = os.environ.get("GENREC_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not (Path(DATA_DIR) / "amazon_beauty").is_dir(),
                                 reason="GENREC_DATA_DIR with amazon_beauty/ is not available")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_accelerator_state")]  # recipes on a real data slice
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +40,10 @@ def beauty_slice(tmp_path_factory):
     return out
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-
-
 @needs_data
 def test_tokenizer_then_genrec_then_reload(beauty_slice, tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
-    import train_genrec
-    import train_tokenizer
+    from genrec.recipes import train_genrec, train_tokenizer
 
     tok_dir = tmp_path / "tok"
     tok_metrics = train_tokenizer.main(["--config", str(ROOT / "recipes/configs/tokenizer_rqvae.yaml"), f"dataset={beauty_slice}",

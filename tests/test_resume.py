@@ -19,25 +19,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from _genrec_tiny import RECIPE, TINY_T5, make_dataset, python, recipe_args, subprocess_env
 from safetensors.torch import load_file
-from test_training import TINY, _collate, _toy_rows
 
 from genrec.models import build_t5
 from genrec.training import TrainingConfig, train
 from genrec.training.checkpoint import latest_checkpoint, list_checkpoints
 from genrec.vocab import SIDVocab
+from tests._genrec_tiny import RECIPE, TINY_T5, make_dataset, python, recipe_args, subprocess_env
+from tests.helpers import TRAINING_T5, collate_toy_rows, toy_rows
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -56,20 +47,21 @@ def _train(out: Path, cfg: TrainingConfig, resume=False):
     AcceleratorState._reset_state(reset_partial_state=True)
     vocab = SIDVocab((4, 2, 1))
     torch.manual_seed(0)
-    model = build_t5(vocab, dataclasses.replace(TINY, dropout_rate=0.1))  # dropout: the RNG state matters
+    model = build_t5(vocab, dataclasses.replace(TRAINING_T5, dropout_rate=0.1))  # dropout: the RNG state matters
     calls = []
 
     def validate(m, acc):
         calls.append(1)
-        batch = _collate([ds[i] for i in range(32)])
+        batch = collate_toy_rows([ds[i] for i in range(32)])
         with torch.no_grad():
             return {"ndcg@10": -m(**batch).loss.item()}
 
-    ds = _toy_rows(vocab, n=100)
-    return train(model, ds, _collate, cfg, out, validate_fn=validate, resume=resume), len(calls)
+    ds = toy_rows(vocab, n=100)
+    return train(model, ds, collate_toy_rows, cfg, out, validate_fn=validate, resume=resume), len(calls)
 
 
-@pytest.mark.parametrize("precision,accum,every,eval_every", [("no", 1, 3, None), ("bf16", 2, 3, None), ("no", 1, 3, 2)])
+@pytest.mark.parametrize("precision,accum,every,eval_every", [("no", 1, 3, None), ("bf16", 2, 3, None),
+                                                              pytest.param("no", 1, 3, 2, marks=pytest.mark.slow)])
 def test_resume_from_every_checkpoint_equals_uninterrupted(tmp_path, precision, accum, every, eval_every):
     """7 batches per epoch, 3 epochs: checkpoints fall mid-epoch and at epoch ends; resume from each.
     With ``eval_every`` validation also runs mid-epoch (constant LR): the learning curve must match too."""
@@ -134,6 +126,7 @@ def _run_recipe(out: Path, data: Path, tok: Path, *extra: str, log: Path) -> sub
         return subprocess.Popen([python(), str(RECIPE), *args], stdout=f, stderr=subprocess.STDOUT, env=subprocess_env())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path):
     data, tok = make_dataset(tmp_path)
     reference = _run_recipe(tmp_path / "ref", data, tok, log=tmp_path / "ref.log")
@@ -223,11 +216,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
         _train(only, cfg, resume=True)
 
 
+@pytest.mark.slow
 def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(RECIPE.parent))
-    import train_genrec
+    from genrec.recipes import train_genrec
 
     data, tok = make_dataset(tmp_path)
     foreign = tmp_path / "my_documents"

@@ -7,7 +7,6 @@ when it is absent. Embeddings go to a temporary cache, so the 500 texts are embe
 import gzip
 import json
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +14,9 @@ import pytest
 import torch
 
 from genrec.config import ConfigError, load_config
+from genrec.recipes import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import train_tokenizer  # noqa: E402
 
 DATA_DIR = os.environ.get("GENREC_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not (Path(DATA_DIR) / "amazon_beauty").is_dir(),
@@ -51,6 +49,7 @@ def run_recipe(config: str, dataset: Path, cache: Path, out: Path, *overrides: s
                                  f"embedding_cache_dir={cache}", *overrides])
 
 
+@pytest.mark.slow
 @needs_data
 def test_rqvae_recipe_writes_a_consistent_tokenizer(beauty500, cache_dir, tmp_path):
     from genrec.data import embed_texts, item_texts, load_dataset
@@ -92,6 +91,7 @@ def test_rqvae_recipe_writes_a_consistent_tokenizer(beauty500, cache_dir, tmp_pa
     assert "{title}" in config["text_template"] and config["metrics"]["collision_rate"] == saved["collision_rate"]
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("config", ["tokenizer_random.yaml", "tokenizer_rqkmeans.yaml"])
 def test_untrained_baselines_through_the_recipe(config, beauty500, cache_dir, tmp_path):
@@ -123,6 +123,7 @@ def test_config_errors_are_clear():
     assert quantizer.input_dim == 384 and quantizer.codebook_sizes == (256, 256, 256) and quantizer.hidden_dims == (512, 256, 128)
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("config", ["tokenizer_quasid.yaml", "tokenizer_adasid.yaml", "tokenizer_letter.yaml"])
 def test_regularised_recipes_log_every_term_and_record_it(config, beauty500, cache_dir, tmp_path):
@@ -143,6 +144,7 @@ def test_regularised_recipes_log_every_term_and_record_it(config, beauty500, cac
     assert list((tmp_path / "cf" / "cf").glob("mf-d64-*.safetensors"))  # CF embeddings were cached
 
 
+@pytest.mark.slow
 @needs_data
 def test_regulariser_config_errors(beauty500, cache_dir, tmp_path):
     with pytest.raises(ConfigError, match="unknown regulariser preset 'quasi'"):
@@ -157,6 +159,7 @@ def test_regulariser_config_errors(beauty500, cache_dir, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()  # nothing written on a config error
 
 
+@pytest.mark.slow
 @needs_data
 def test_cold_start_holdout_trains_on_warm_items_only(beauty500, cache_dir, tmp_path):
     """The quantiser of a hold-out run equals one fitted on the warm rows alone; cold items get fresh unique SIDs."""

@@ -176,6 +176,7 @@ def test_bad_input_errors():
         RQVAE(8, codebook_sizes=(4,)).fit(x, epochs=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regularized", [False, True])
 def test_fits_of_one_seed_are_identical_with_two_threads(regularized):
     """Two fits of one seed give the same weights with 2 torch threads, as on the CLI (issue: Beauty fits differed).

@@ -1,25 +1,15 @@
 import json
 
-import datasets
 import numpy as np
 import pytest
 import torch
 
-from genrec.models import T5RecConfig, build_t5
+from genrec.models import build_t5
 from genrec.training import LengthBucketBatchSampler, TrainingConfig, train
 from genrec.vocab import SIDVocab
+from tests.helpers import TRAINING_T5, collate_toy_rows, toy_rows
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    # AcceleratorState is a process-wide singleton; each test picks its own mixed precision.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-
-
-TINY = T5RecConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=16, d_ff=64, dropout_rate=0.0)
+pytestmark = pytest.mark.usefixtures("fresh_accelerator_state")  # each test picks its own mixed precision
 
 
 def test_bucketing_yields_every_example_once_and_is_reproducible():
@@ -53,42 +43,17 @@ def test_the_one_short_batch_comes_last():
             assert all(size == 16 for size in sizes[:-1]) and sizes[-1] == (n % 16 or 16)
 
 
-def _toy_rows(vocab: SIDVocab, n: int = 64, seed: int = 0):
-    """Histories of random length whose target is a deterministic function of the last item."""
-    rng = np.random.default_rng(seed)
-    items = vocab.codes_to_tokens(torch.tensor([[i % 4, i // 4, 0] for i in range(8)])).tolist()
-    rows = {"input_ids": [], "labels": [], "length": [], "target": [], "user_index": []}
-    for u in range(n):
-        hist = rng.integers(0, 8, size=rng.integers(1, 5)).tolist()
-        target = (hist[-1] + 1) % 8
-        ids = [t for h in hist for t in items[h]] + [1]
-        rows["input_ids"].append(ids)
-        rows["labels"].append(items[target])
-        rows["length"].append(len(ids))
-        rows["target"].append(target)
-        rows["user_index"].append(u)
-    return datasets.Dataset.from_dict(rows)
-
-
-def _collate(rows):
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
-    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor([r["labels"] for r in rows])}
-
-
 @pytest.mark.parametrize("precision", ["no", "bf16"])
 def test_train_learns_and_keeps_best_checkpoint(tmp_path, precision):
     vocab = SIDVocab((4, 2, 1))
     torch.manual_seed(0)
-    model = build_t5(vocab, TINY)
-    ds = _toy_rows(vocab)
+    model = build_t5(vocab, TRAINING_T5)
+    ds = toy_rows(vocab)
     calls = []
 
     def validate(m, acc):
         # Teacher-forced loss on the training rows as a stand-in metric: higher is better.
-        batch = _collate([ds[i] for i in range(len(ds))])
+        batch = collate_toy_rows([ds[i] for i in range(len(ds))])
         with torch.no_grad():
             out = m(**batch)
         assert out.logits.dtype == torch.float32  # validation runs in fp32 even when training in bf16
@@ -97,7 +62,7 @@ def test_train_learns_and_keeps_best_checkpoint(tmp_path, precision):
         return {"ndcg@10": -loss}
 
     cfg = TrainingConfig(epochs=6, batch_size=16, learning_rate=1e-2, warmup_steps=2, mixed_precision=precision, seed=3)
-    result = train(model, ds, _collate, cfg, tmp_path, validate_fn=validate)
+    result = train(model, ds, collate_toy_rows, cfg, tmp_path, validate_fn=validate)
     assert len(calls) == 6 and calls[-1] < calls[0]  # it learned
     assert result.best_metric == pytest.approx(-min(calls))
     assert result.best_epoch == int(np.argmin(calls))
@@ -113,20 +78,20 @@ def test_train_learns_and_keeps_best_checkpoint(tmp_path, precision):
 def test_bf16_training_stays_bf16_after_validation(tmp_path):
     """Validation strips the autocast wrapper temporarily; training must get it back."""
     vocab = SIDVocab((4, 2, 1))
-    model = build_t5(vocab, TINY)
+    model = build_t5(vocab, TRAINING_T5)
     dtypes = []
     model.lm_head.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype) if mod.training else None)
     cfg = TrainingConfig(epochs=2, batch_size=64, mixed_precision="bf16", warmup_steps=1)
-    train(model, _toy_rows(vocab), _collate, cfg, tmp_path, validate_fn=lambda m, a: {"ndcg@10": 0.0})
+    train(model, toy_rows(vocab), collate_toy_rows, cfg, tmp_path, validate_fn=lambda m, a: {"ndcg@10": 0.0})
     assert dtypes and all(d == torch.bfloat16 for d in dtypes)
 
 
 def test_max_steps_budget_stops_and_still_validates(tmp_path):
     vocab = SIDVocab((4, 2, 1))
-    model = build_t5(vocab, TINY)
+    model = build_t5(vocab, TRAINING_T5)
     cfg = TrainingConfig(epochs=50, max_steps=3, batch_size=16, warmup_steps=1)
     seen = []
-    result = train(model, _toy_rows(vocab), _collate, cfg, tmp_path, validate_fn=lambda m, a: seen.append(1) or {"ndcg@10": 0.0})
+    result = train(model, toy_rows(vocab), collate_toy_rows, cfg, tmp_path, validate_fn=lambda m, a: seen.append(1) or {"ndcg@10": 0.0})
     assert result.steps == 3 and len(seen) == 1 and (tmp_path / "best" / "model.safetensors").exists()
 
 
@@ -134,13 +99,13 @@ def test_unknown_metric_for_best_is_an_error(tmp_path):
     vocab = SIDVocab((4, 2, 1))
     cfg = TrainingConfig(epochs=1, batch_size=16, metric_for_best="ndcg@10")
     with pytest.raises(KeyError, match="metric_for_best"):
-        train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, cfg, tmp_path, validate_fn=lambda m, a: {"recall@10": 0.1})
+        train(build_t5(vocab, TRAINING_T5), toy_rows(vocab), collate_toy_rows, cfg, tmp_path, validate_fn=lambda m, a: {"recall@10": 0.1})
 
 
 def test_bf16_and_fp32_train_on_the_same_batches(tmp_path):
     """Precision changes the arithmetic, never the data order: same seed -> same batches."""
     vocab = SIDVocab((4, 2, 1))
-    ds = _toy_rows(vocab, n=100)
+    ds = toy_rows(vocab, n=100)
     seen = {}
     for precision in ("no", "bf16"):
         from accelerate.state import AcceleratorState
@@ -150,10 +115,10 @@ def test_bf16_and_fp32_train_on_the_same_batches(tmp_path):
 
         def collate(rows, batches=batches):
             batches.append(tuple(r["user_index"] for r in rows))
-            return _collate(rows)
+            return collate_toy_rows(rows)
 
         cfg = TrainingConfig(epochs=2, batch_size=16, mixed_precision=precision, seed=11, bucket_factor=3)
-        train(build_t5(vocab, TINY), ds, collate, cfg, tmp_path / precision)
+        train(build_t5(vocab, TRAINING_T5), ds, collate, cfg, tmp_path / precision)
         seen[precision] = batches
     assert seen["no"] == seen["bf16"]
     assert len(seen["no"]) == 2 * len(LengthBucketBatchSampler(ds["length"], 16, bucket_factor=3))
@@ -163,12 +128,12 @@ def test_bf16_and_fp32_train_on_the_same_batches(tmp_path):
 def test_lr_schedules_after_warmup(tmp_path, name):
     """Each schedule's learning rate at every optimizer step, recorded from the optimizer itself."""
     vocab = SIDVocab((4, 2, 1))
-    model = build_t5(vocab, TINY)
+    model = build_t5(vocab, TRAINING_T5)
     lrs = []
     cfg = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-2, warmup_steps=4, lr_scheduler=name)
 
     def collate(rows):
-        return _collate(rows)
+        return collate_toy_rows(rows)
 
     class Spy(torch.optim.AdamW):
         def step(self, *a, **k):
@@ -180,7 +145,7 @@ def test_lr_schedules_after_warmup(tmp_path, name):
     original = trainer_module.torch.optim.AdamW
     trainer_module.torch.optim.AdamW = Spy
     try:
-        train(model, _toy_rows(vocab), collate, cfg, tmp_path)
+        train(model, toy_rows(vocab), collate, cfg, tmp_path)
     finally:
         trainer_module.torch.optim.AdamW = original
     assert len(lrs) == 16  # 4 batches x 4 epochs
@@ -197,15 +162,15 @@ def test_lr_schedules_after_warmup(tmp_path, name):
 def test_unknown_lr_schedule_is_an_error(tmp_path):
     vocab = SIDVocab((4, 2, 1))
     with pytest.raises(ValueError, match="lr_scheduler"):
-        train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, TrainingConfig(lr_scheduler="linear"), tmp_path)
+        train(build_t5(vocab, TRAINING_T5), toy_rows(vocab), collate_toy_rows, TrainingConfig(lr_scheduler="linear"), tmp_path)
 
 
 def test_validation_every_n_steps_writes_the_learning_curve(tmp_path):
     vocab = SIDVocab((4, 2, 1))
-    ds = _toy_rows(vocab, n=100)  # 7 batches of 16 an epoch
+    ds = toy_rows(vocab, n=100)  # 7 batches of 16 an epoch
     cfg = TrainingConfig(epochs=2, batch_size=16, warmup_steps=1, eval_every_steps=3, eval_every_epochs=100, lr_scheduler="constant")
     steps = []
-    result = train(build_t5(vocab, TINY), ds, _collate, cfg, tmp_path,
+    result = train(build_t5(vocab, TRAINING_T5), ds, collate_toy_rows, cfg, tmp_path,
                    validate_fn=lambda m, a: steps.append(1) or {"ndcg@10": float(len(steps)), "recall@10": 0.5})
     # Steps 3, 6, 9, 12 and the last step (14, end of training); never twice at one step.
     import csv
@@ -224,7 +189,7 @@ def test_early_stopping_after_patience_validations_without_improvement(tmp_path)
     values = iter([0.1, 0.3, 0.2, 0.25, 0.3, 0.9, 0.9, 0.9])  # best 0.3 at the 2nd; 3 without a new best -> stop
     cfg = TrainingConfig(epochs=50, batch_size=16, warmup_steps=1, eval_every_steps=2, eval_every_epochs=100,
                          early_stopping_patience=3, checkpoint_every_steps=4)
-    result = train(build_t5(vocab, TINY), _toy_rows(vocab, n=100), _collate, cfg, tmp_path,
+    result = train(build_t5(vocab, TRAINING_T5), toy_rows(vocab, n=100), collate_toy_rows, cfg, tmp_path,
                    validate_fn=lambda m, a: {"ndcg@10": next(values)})
     assert result.early_stopped and result.steps == 10 and result.best_step == 4 and result.best_metric == 0.3
     assert len(result.learning_curve) == 5
@@ -232,7 +197,7 @@ def test_early_stopping_after_patience_validations_without_improvement(tmp_path)
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    again = train(build_t5(vocab, TINY), _toy_rows(vocab, n=100), _collate, cfg, tmp_path, resume=True,
+    again = train(build_t5(vocab, TRAINING_T5), toy_rows(vocab, n=100), collate_toy_rows, cfg, tmp_path, resume=True,
                   validate_fn=lambda m, a: pytest.fail("validated after an early stop"))
     assert again.early_stopped and again.steps == 10 and again.best_step == 4
 
@@ -300,7 +265,7 @@ def test_a_wall_clock_budget_ending_in_warmup_is_reported(tmp_path, caplog):
     vocab = SIDVocab((4, 2, 1))
     cfg = TrainingConfig(epochs=5, batch_size=16, warmup_steps=100, max_train_minutes=1e-9)
     with caplog.at_level("WARNING"):
-        result = train(build_t5(vocab, TINY), _toy_rows(vocab), _collate, cfg, tmp_path)
+        result = train(build_t5(vocab, TRAINING_T5), toy_rows(vocab), collate_toy_rows, cfg, tmp_path)
     assert result.steps == 1
     assert any("ended during the learning-rate warmup (step 1 of 10 warmup steps)" in r.getMessage() for r in caplog.records)
 
