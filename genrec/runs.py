@@ -182,7 +182,7 @@ def check_tokenizer_holdout(tokenizer_dir: str | Path, item_ids: list[str], cold
     """
     tokenizer_dir = Path(tokenizer_dir)
     record = tokenizer_dir / "metrics.json"
-    held = json.loads(record.read_text()).get("cold_item_ids", []) if record.is_file() else None
+    held = read_json(record).get("cold_item_ids", []) if record.is_file() else None
     wanted = [item for item, is_cold in zip(item_ids, cold, strict=True) if is_cold] if cold is not None else []
     if cold is not None and held is None:
         raise ValueError(f"{tokenizer_dir}: no metrics.json, so it cannot be checked that the tokenizer held out the "

@@ -71,13 +71,8 @@ def load_run(run: str | Path, data_dir: str | None = None, device: str | torch.d
     ``base_model``: LoRA runs whose pretrained checkpoint moved: its folder (replaces ``model.lora.pretrained``).
     """
     trained = open_run(run, data_dir=data_dir, base_model=base_model)
-    if trained.model_type == "lora":
-        pretrained = trained.model_config.lora.pretrained
-        if not pretrained or not Path(pretrained).is_dir():
-            raise FileNotFoundError(f"{run}: the LoRA run's pretrained checkpoint {pretrained!r} is not a folder; "
-                                    "pass --base-model PATH")
-    inputs = trained.inputs()  # the recipe's own rows; the model comes from best/
-    model = trained.load_model(device)
+    model = trained.load_model(device)  # first: a LoRA run's missing base checkpoint is named before anything loads it
+    inputs = trained.inputs()  # the recipe's own rows
     return LoadedRun(Path(run), trained, trained.split(), inputs, trained.token_space, trained.sid_table(), model)
 
 

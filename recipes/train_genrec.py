@@ -46,7 +46,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from genrec.config import add_data_dir_argument, check_positive, data_dir_overrides, load_config, require
+from genrec.config import (
+    ConfigValueError,
+    add_data_dir_argument,
+    check_positive,
+    data_dir_overrides,
+    load_config,
+    require,
+)
 from genrec.data import SplitSettings, load_dataset
 from genrec.data.split import SplitData
 from genrec.decoding import GenerationSettings, PrefixTrie
@@ -91,8 +98,8 @@ class EvalConfig(GenerationSettings):
         require(self.max_width >= self.num_beams, f"max_width ({self.max_width}) must be >= num_beams")
         try:
             super().__post_init__()
-        except ValueError as e:
-            require(False, str(e))
+        except ValueError as e:  # GenerationSettings' own checks, reported as a config error
+            raise ConfigValueError(str(e)) from None
 
 
 @dataclass
