@@ -103,7 +103,7 @@ def main() -> None:
     diffs = [next(x["ndcg@10"] for x in rows if x["arm"] == "bucketed_bf16" and x["seed"] == s)
              - next(x["ndcg@10"] for x in rows if x["arm"] == "fp32_padded" and x["seed"] == s) for s in args.seeds]
     lines += ["", "Paired difference of validation NDCG@10 (bucketed_bf16 - fp32_padded) per seed: "
-              + ", ".join(f"seed {s}: {d:+.4f}" for s, d in zip(args.seeds, diffs)) + f"; mean {statistics.mean(diffs):+.4f}"]
+              + ", ".join(f"seed {s}: {d:+.4f}" for s, d in zip(args.seeds, diffs, strict=True)) + f"; mean {statistics.mean(diffs):+.4f}"]
     seed_std = statistics.stdev([x["ndcg@10"] for x in rows if x["arm"] == "fp32_padded"]) if len(args.seeds) > 1 else float("nan")
     lines.append(f"Seed standard deviation of the fp32 arm: {seed_std:.4f}")
     report = "\n".join(lines) + "\n"

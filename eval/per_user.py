@@ -13,13 +13,12 @@ The mean of a metric's per-user values is the reported metric.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from genrec.eval.evaluate import EvalResult
-from genrec.training import atomic_write_text
+from genrec.tokenizer.io import atomic_write_file, atomic_write_text
 
 
 def write_per_user(path: str | Path, res: EvalResult, split_name: str, user_ids: list[str], cold_by_user=None) -> Path:
@@ -38,11 +37,10 @@ def write_per_user(path: str | Path, res: EvalResult, split_name: str, user_ids:
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({"user_index": users.contiguous(), **{n: per_user[n].float().cpu().contiguous() for n in names}}, str(tmp),
-                  metadata={"format": "genrec-per-user-metrics", "split": split_name, "metric_names": json.dumps(names),
-                            "num_users": str(len(users))})
-        os.replace(tmp, path)
+        tensors = {"user_index": users.contiguous(), **{n: per_user[n].float().cpu().contiguous() for n in names}}
+        metadata = {"format": "genrec-per-user-metrics", "split": split_name, "metric_names": json.dumps(names),
+                    "num_users": str(len(users))}
+        atomic_write_file(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), mode=0o644)
     else:
         obj = {"split": split_name, "metric_names": names, "num_users": len(users), "user_index": users.tolist(),
                "user_id": [user_ids[i] for i in users.tolist()], **{n: per_user[n].cpu().tolist() for n in names}}

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from genrec.tokenizer.io import atomic_write_file, atomic_write_text
 
 SCALAR_TOKENIZER_METRICS = ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization", "sid_entropy_ratio",
                             "mean_hamming", "harmful_near_collision_share", "recon_error")
@@ -147,9 +148,7 @@ def markdown_summary(summary: dict, tests: dict, metrics: Sequence[str], baselin
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text, mode=0o644)
 
 
 def read_learning_curve(path: str | Path) -> list[dict[str, float]]:
@@ -190,10 +189,10 @@ def plot_learning_curve(curves: str | Path | dict[str, str | Path], png: str | P
     fig.tight_layout()
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, png)
+    try:
+        atomic_write_file(png, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), mode=0o644)
+    finally:
+        plt.close(fig)
     return png
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
 import tempfile
 import uuid
@@ -90,6 +89,7 @@ from genrec.models.t5 import prompt_eos_id
 from genrec.runs import open_run
 from genrec.tokenizer import SIDTokenizer
 from genrec.tokenizer.hub import refuse_pickles
+from genrec.tokenizer.io import replace_dir
 from genrec.vocab import TokenSpace
 
 logger = logging.getLogger(__name__)
@@ -509,16 +509,12 @@ class GenerativeRecommender:
                                   "save to a new or empty folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
-        staging.mkdir()
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
+        staging.mkdir()  # not new_tmp_dir: its mode 0700 would become the bundle folder's
         try:
             self._write_files(staging, repo_id, include_user_ids)
-            if existing:
-                os.replace(target, old)
-            os.replace(staging, target)
+            replace_dir(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(old, ignore_errors=True)
         return target
 
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload genrec recommender", private: bool | None = None,

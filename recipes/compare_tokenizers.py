@@ -4,8 +4,8 @@
     python recipes/compare_tokenizers.py --config recipes/configs/compare_ml100k.yaml seeds=[0] output_dir=runs/cmp_quick
     genrec compare --config compare_ml100k
 
-For each (tokenizer, seed), in its own child process (a crash or leak in one run cannot touch the others):
-train the tokenizer (``recipes/train_tokenizer.py`` with the tokenizer's config, ``seed`` and the
+For each (tokenizer, seed), each step in its own child process (a crash or leak in one run cannot touch
+the others, and no recipe imports another): train the tokenizer (``recipes/train_tokenizer.py`` with the tokenizer's config, ``seed`` and the
 shared ``dataset``), train the recommender on its SIDs (``recipes/train_genrec.py`` with the shared
 ``recommender`` config and budget, ``training.seed`` = seed), evaluate the best model on the test
 split with per-user metrics (``recipes/evaluate_genrec.py --per-user``), then write
@@ -44,8 +44,7 @@ import numpy as np
 
 from genrec.config import ConfigError, add_data_dir_argument, data_dir_overrides, load_config
 from genrec.eval.report import write_report
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling recipes, also when run as a script
+from genrec.tokenizer.io import atomic_write_text
 
 logger = logging.getLogger("compare_tokenizers")
 RECIPES = Path(__file__).resolve().parent
@@ -105,20 +104,27 @@ def _config_path(name: str) -> str:
 
 
 def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1), mode=0o644)
 
 
-def run_one(cfg: CompareConfig, name: str, seed: int) -> dict:
+class RecipeFailed(RuntimeError):
+    """A recipe's child process exited with an error (its output is in the run's log)."""
+
+
+def _run_recipe(script: str, args: list[str], log) -> None:
+    """``python recipes/<script> <args>`` in a child process, its output appended to ``log`` (an open file)."""
+    log.flush()
+    code = subprocess.call([sys.executable, str(RECIPES / script), *args], stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, "TQDM_DISABLE": "1"})
+    if code != 0:
+        raise RecipeFailed(f"{script} exited with {code}")
+
+
+def run_one(cfg: CompareConfig, name: str, seed: int, log) -> dict:
     """Tokenizer -> recommender -> per-user test evaluation for one (tokenizer, seed); returns the record.
 
-    Runs the three recipes' ``main`` in this process; :func:`main` calls it in a child process.
+    Each recipe runs as its own script in a child process, its output going to ``log`` (an open file).
     """
-    import evaluate_genrec
-    import train_genrec
-    import train_tokenizer
-
     out = Path(cfg.output_dir)
     tag = f"{name}-seed{seed}"
     tok_dir, run_dir = out / "tokenizers" / tag, out / "runs" / tag
@@ -126,19 +132,21 @@ def run_one(cfg: CompareConfig, name: str, seed: int) -> dict:
     data = [f"dataset={cfg.dataset}"] + ([f"data_dir={cfg.data_dir}"] if cfg.data_dir else [])
     data += [f"cold_item_fraction={cfg.cold_item_fraction}", f"cold_item_seed={cfg.cold_item_seed}"]
     if name in cfg.references:
-        return run_reference(cfg, name, seed, spec, data, run_dir)
+        return run_reference(cfg, name, seed, spec, data, run_dir, log)
 
     start = time.perf_counter()
-    train_tokenizer.main(["--config", _config_path(spec.config), *data, f"seed={seed}", f"output_dir={tok_dir}", "log_every=0",
-                          *cfg.tokenizer_overrides, *spec.overrides])
+    _run_recipe("train_tokenizer.py", ["--config", _config_path(spec.config), *data, f"seed={seed}", f"output_dir={tok_dir}",
+                                       "log_every=0", *cfg.tokenizer_overrides, *spec.overrides], log)
     tokenizer_seconds = time.perf_counter() - start
-    train_genrec.main(["--config", _config_path(cfg.recommender.config), *data, f"tokenizer_dir={tok_dir}", f"output_dir={run_dir}",
-                       f"training.seed={seed}", *cfg.recommender.overrides])
+    _run_recipe("train_genrec.py", ["--config", _config_path(cfg.recommender.config), *data, f"tokenizer_dir={tok_dir}",
+                                    f"output_dir={run_dir}", f"training.seed={seed}", *cfg.recommender.overrides], log)
     per_user_path = run_dir / "per_user_test.json"  # written by train_genrec
     evaluation = None
     if cfg.reevaluate:
-        evaluation = evaluate_genrec.main(["--run", str(run_dir), "--split", "test", "--per-user", str(run_dir / "per_user_reevaluated.json"),
-                                           "--out", str(run_dir / "eval_test.json")] + (["--data-dir", cfg.data_dir] if cfg.data_dir else []))
+        eval_path = run_dir / "eval_test.json"
+        _run_recipe("evaluate_genrec.py", ["--run", str(run_dir), "--split", "test", "--per-user", str(run_dir / "per_user_reevaluated.json"),
+                                           "--out", str(eval_path)] + (["--data-dir", cfg.data_dir] if cfg.data_dir else []), log)
+        evaluation = json.loads(eval_path.read_text())
 
     tok = json.loads((tok_dir / "metrics.json").read_text())
     rec = json.loads((run_dir / "metrics.json").read_text())
@@ -158,12 +166,11 @@ def _cold_fields(run_metrics: dict) -> dict:
     return {key: run_metrics[key] for key in ("test_cold", "test_warm") if key in run_metrics}
 
 
-def run_reference(cfg: CompareConfig, name: str, seed: int, spec: TokenizerSpec, data: list[str], run_dir: Path) -> dict:
+def run_reference(cfg: CompareConfig, name: str, seed: int, spec: TokenizerSpec, data: list[str], run_dir: Path, log) -> dict:
     """A non-generative reference (``recipes/train_sasrec.py``) on the same split and seed; returns the record."""
-    import train_sasrec
-
     out = Path(cfg.output_dir)
-    train_sasrec.main(["--config", _config_path(spec.config), *data, f"output_dir={run_dir}", f"training.seed={seed}", *spec.overrides])
+    _run_recipe("train_sasrec.py", ["--config", _config_path(spec.config), *data, f"output_dir={run_dir}", f"training.seed={seed}",
+                                    *spec.overrides], log)
     rec = json.loads((run_dir / "metrics.json").read_text())
     return {
         "tokenizer": name, "seed": seed, "kind": "reference", "metrics": rec["test"], "validation": rec["validation"],
@@ -217,15 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] output_dir=runs/cmp")
     add_data_dir_argument(parser)
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs, train nothing")
-    parser.add_argument("--run-one", nargs=2, metavar=("TOKENIZER", "SEED"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_intermixed_args(argv)
     cfg = load_config(CompareConfig, _config_path(args.config), data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.run_one:
-        name, seed = args.run_one[0], int(args.run_one[1])
-        record = run_one(cfg, name, seed)
-        _atomic_write_json(Path(cfg.output_dir) / "records" / f"{name}-seed{seed}.json", record)
-        return record
     if not cfg.tokenizers:
         raise ConfigError("tokenizers: list at least one tokenizer (name: {config: ..., overrides: [...]})")
     clash = sorted(set(cfg.tokenizers) & set(cfg.references))
@@ -256,15 +257,14 @@ def main(argv: list[str] | None = None) -> dict:
                         shutil.rmtree(partial)
                 (out / "logs" / f"{tag}.log").unlink(missing_ok=True)
                 logger.info("%s: tokenizer -> recommender -> test evaluation (log: %s)", tag, out / "logs" / f"{tag}.log")
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--config", _config_path(args.config), *args.overrides,
-                       "--run-one", name, str(seed)]
-                with open(out / "logs" / f"{tag}.log", "w") as log:
-                    code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
-                if code != 0 or not record_path.exists():
-                    failures[tag] = f"exit {code}, see {out / 'logs' / (tag + '.log')}"
+                try:
+                    with open(out / "logs" / f"{tag}.log", "w") as log:
+                        record = run_one(cfg, name, seed, log)
+                except RecipeFailed as error:
+                    failures[tag] = f"{error}, see {out / 'logs' / (tag + '.log')}"
                     logger.error("%s failed: %s", tag, failures[tag])
                     continue
-                record = json.loads(record_path.read_text())
+                _atomic_write_json(record_path, record)
                 logger.info("%s: test %s", tag, {k: round(v, 4) for k, v in record["metrics"].items()})
                 report(cfg)
     result = report(cfg) or {}

@@ -164,9 +164,6 @@ def _report(violations: list[Import]) -> str:
 
 
 # ---- the rules on this tree
-# The one known violation left (compare_tokenizers runs the other recipes in-process). When it is fixed, the
-# strict xfail turns into a failure ("XPASS(strict)"): then remove the xfail marker here.
-# raises=AssertionError: a crash of the checker itself is a failure, never an expected one.
 
 
 def test_tokenizer_imports_only_the_tokenizer_package():
@@ -180,9 +177,6 @@ def test_core_imports_neither_eval_nor_recipes():
                             + _report(violations))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known violation left by issue 19: recipes/compare_tokenizers.py:118-120 and :163 (in functions, bare names: the "
-    "recipe puts recipes/ on sys.path) import evaluate_genrec, train_genrec, train_tokenizer, train_sasrec to run them"))
 def test_recipes_import_no_other_recipe():
     violations = recipe_violations()
     assert not violations, "a recipe may not import another recipe:\n" + _report(violations)
@@ -191,22 +185,6 @@ def test_recipes_import_no_other_recipe():
 def test_eval_imports_no_recipe():
     violations = eval_violations()
     assert not violations, "eval/ may not import a recipe:\n" + _report(violations)
-
-
-# The known violations above as (file, statement): while the xfails stand, no new violation may join them.
-# Delete together with the xfail markers.
-KNOWN_VIOLATIONS = {
-    ("recipes/compare_tokenizers.py", "import evaluate_genrec"),
-    ("recipes/compare_tokenizers.py", "import train_genrec"),
-    ("recipes/compare_tokenizers.py", "import train_tokenizer"),
-    ("recipes/compare_tokenizers.py", "import train_sasrec"),
-}
-
-
-def test_no_violation_beyond_the_known_ones():
-    violations = tokenizer_violations() + core_violations() + recipe_violations() + eval_violations()
-    new = [v for v in violations if (v.file, v.statement) not in KNOWN_VIOLATIONS]
-    assert not new, "new layering violations:\n" + _report(new)
 
 
 def test_top_layer_names_existing_core_modules():

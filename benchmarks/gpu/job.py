@@ -58,9 +58,9 @@ def device_description() -> dict:
 
 
 def run_seed(seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path) -> dict:
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import train_genrec
     from accelerate.state import AcceleratorState
+
+    from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
 
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs: each builds its Accelerator
     spec = MODES[mode]

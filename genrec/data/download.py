@@ -30,15 +30,14 @@ import html
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 import urllib.request
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 from genrec.data.io import DataError
+from genrec.tokenizer.io import atomic_write_file
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +57,13 @@ def _write_outputs(out_dir: Path, interactions: list[tuple[str, str, int]], item
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def write(name: str, fill) -> None:
-        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-        os.close(fd)
-        # The gzip header names the final file (not the temporary one) and has mtime 0: reproducible bytes.
-        with open(tmp, "wb") as fh, gzip.GzipFile(filename=name, mode="wb", fileobj=fh, mtime=0) as raw, \
-                io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
-            fill(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, out_dir / name)
+        def write_gzip(tmp: str) -> None:
+            # The gzip header names the final file (not the temporary one) and has mtime 0: reproducible bytes.
+            with open(tmp, "wb") as fh, gzip.GzipFile(filename=name, mode="wb", fileobj=fh, mtime=0) as raw, \
+                    io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+                fill(f)
+
+        atomic_write_file(out_dir / name, write_gzip, mode=0o644)
 
     def fill_inter(f):
         w = csv.writer(f)
@@ -189,17 +187,12 @@ def _fetch(url: str, dest: Path) -> Path:
     """Download ``url`` to ``dest`` unless it exists; atomic (partial downloads never look complete)."""
     if dest.exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
-    try:
+    def download(tmp: str) -> None:
         with urllib.request.urlopen(url) as response, open(tmp, "wb") as f:
             while chunk := response.read(1 << 20):
                 f.write(chunk)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write_file(dest, download, mode=0o644)
     return dest
 
 

@@ -22,13 +22,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+
+from genrec.tokenizer.io import atomic_write_file
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +105,7 @@ def load_cache(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_file(path, write, mode=0o644)  # mode 0644: the cache may be shared
 
 
 def write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> Path:
