@@ -184,6 +184,34 @@ def test_validation_every_n_steps_writes_the_learning_curve(tmp_path):
     assert result.best_step == 14 and result.examples_seen == 200
 
 
+def test_learning_curve_columns_stay_in_order_across_a_resume(tmp_path):
+    """Rows restored from a checkpoint (stored as JSON with sorted keys) keep the curve's column order."""
+    import csv
+
+    from accelerate.state import AcceleratorState
+
+    vocab = SIDVocab((4, 2, 1))
+    cfg = TrainingConfig(epochs=2, batch_size=16, warmup_steps=1, eval_every_steps=3, eval_every_epochs=100,
+                         checkpoint_every_steps=3, lr_scheduler="constant")
+    calls = []
+
+    def validate(model, accelerator):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a kill after the checkpoint of step 6
+        return {"recall@5": 0.1, "ndcg@5": 0.05, "recall@10": 0.2, "ndcg@10": float(len(calls))}
+
+    with pytest.raises(KeyboardInterrupt):
+        train(build_t5(vocab, TRAINING_T5), toy_rows(vocab, n=100), collate_toy_rows, cfg, tmp_path, validate_fn=validate)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train(build_t5(vocab, TRAINING_T5), toy_rows(vocab, n=100), collate_toy_rows, cfg, tmp_path, resume=True, validate_fn=validate)
+    with open(tmp_path / "learning_curve.csv") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["step", "epoch", "examples_seen", "train_seconds", "cpu_seconds", "train_loss", "learning_rate",
+                      "recall@5", "ndcg@5", "recall@10", "ndcg@10"]
+    assert [int(r[0]) for r in rows] == [3, 6, 9, 12, 14]
+
+
 def test_early_stopping_after_patience_validations_without_improvement(tmp_path):
     vocab = SIDVocab((4, 2, 1))
     values = iter([0.1, 0.3, 0.2, 0.25, 0.3, 0.9, 0.9, 0.9])  # best 0.3 at the 2nd; 3 without a new best -> stop

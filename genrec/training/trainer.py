@@ -446,11 +446,23 @@ def _lr_schedule(optimizer, name: str, warmup: int, total_steps: int, num_proces
     raise ValueError(f"training.lr_scheduler must be one of {LR_SCHEDULERS}, got {name!r}")
 
 
+# The learning curve's leading columns; the metrics follow by cutoff, Recall before NDCG (recall@5, ndcg@5, recall@10, ...).
+# A fixed order, not the rows' key order: rows restored from a checkpoint come back with sorted keys.
+LEARNING_CURVE_COLUMNS = ("step", "epoch", "examples_seen", "train_seconds", "cpu_seconds", "train_loss", "learning_rate")
+
+
+def _curve_column_order(name: str) -> tuple:
+    if name in LEARNING_CURVE_COLUMNS:
+        return (0, LEARNING_CURVE_COLUMNS.index(name))
+    metric, _, cutoff = name.partition("@")
+    if cutoff.isdigit():
+        return (1, int(cutoff), metric != "recall", metric)
+    return (2, name)
+
+
 def _write_learning_curve(path: Path, rows: list[dict]) -> None:
-    """``rows`` as CSV (columns: the union of the rows' keys, in first-seen order), written atomically."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    """``rows`` as CSV (columns: the union of the rows' keys, in :func:`_curve_column_order`), written atomically."""
+    columns = sorted({k for row in rows for k in row}, key=_curve_column_order)
     lines = [",".join(columns)]
     lines += [",".join("" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
                        for c in columns) for row in rows]
