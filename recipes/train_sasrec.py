@@ -2,6 +2,7 @@
 
     python recipes/train_sasrec.py --config recipes/configs/sasrec.yaml dataset=ml_100k output_dir=runs/ml100k/sasrec
     python recipes/train_sasrec.py --config recipes/configs/sasrec.yaml cold_item_fraction=0.1   # cold-start protocol
+    python recipes/train_sasrec.py --config recipes/configs/sasrec_beauty_full.yaml --resume     # to convergence; continues
 
 Same data as ``train_genrec.py``: the leave-one-out split (docs/method.md section 8; with the cold-start
 protocol when ``cold_item_fraction`` > 0), training on every training target with at most
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (recipes/configs/sasrec.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=50 model.hidden_size=128")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     add_data_dir_argument(parser)
     args = parser.parse_intermixed_args(argv)
     cfg = load_config(SASRecRunConfig, args.config, data_dir_overrides(args))
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         model.train(was_training)
         return metrics
 
-    result = train(model, train_rows, collator, cfg.training, out, validate_fn=validate, accelerator=accelerator)
+    result = train(model, train_rows, collator, cfg.training, out, validate_fn=validate, accelerator=accelerator,
+                   resume=args.resume)
     best = GPT2LMHeadModel.from_pretrained(result.best_dir).to(accelerator.device)
     final, timings = {}, {"train_seconds": result.train_seconds}
     for name, rows in (("validation", valid_rows), ("test", test_rows)):
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         write_per_user(out / "per_user_test.json", res, "test", split.user_ids, cold_by_user)
         atomic_write_json(out / "config.json", asdict(cfg))
-        atomic_write_json(out / "metrics.json", {**final, "model_type": "sasrec", "best_epoch": result.best_epoch, "steps": result.steps,
+        atomic_write_json(out / "metrics.json", {**final, "model_type": "sasrec", "best_epoch": result.best_epoch, "best_step": result.best_step,
+                                                 "steps": result.steps, "examples_seen": result.examples_seen,
+                                                 "early_stopped": result.early_stopped,
                                                  "timings": timings, "cold_items": int(cold.sum()) if cold is not None else 0,
                                                  "cold_valid_dropped": split.cold_valid_dropped,
                                                  "device": str(accelerator.device), "threads": torch.get_num_threads()})
