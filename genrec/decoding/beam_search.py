@@ -473,20 +473,44 @@ def score_all_items(
     decoder-only models (LEFT-padded prompt followed by the item's tokens). ``normalization="level"``
     needs ``vocab``.
     """
+    batch, num_items = input_ids.shape[0], item_tokens.shape[0]
+    candidates = item_tokens[None].expand(batch, *item_tokens.shape)
+    return score_candidates(model, input_ids, attention_mask, candidates, vocab=vocab, normalization=normalization,
+                            chunk_size=chunk_size).view(batch, num_items)
+
+
+def score_candidates(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    candidate_tokens: torch.Tensor,
+    *,
+    vocab: TokenSpace | None = None,
+    normalization: Normalization = "vocab",
+    chunk_size: int = 4096,
+) -> torch.Tensor:
+    """Teacher-forced scores of each row's own candidates: ``(B, M)`` fp32 sums of token log-probabilities.
+
+    ``candidate_tokens``: ``(B, M, L)`` token ids, row ``b``'s ``M`` candidates, each the first ``L``
+    tokens of a SID (``L`` may be shorter than the SID: a prefix's score). Same model handling and
+    normalisations as :func:`score_all_items` (cost ``B * M`` decoder sequences, ``chunk_size`` per forward).
+    """
     device = _model_device(model)
     attention_mask = _check_inputs(input_ids, attention_mask).to(device)
-    input_ids, item_tokens = input_ids.to(device), item_tokens.long().to(device)
+    input_ids, candidate_tokens = input_ids.to(device), candidate_tokens.long().to(device)
     if normalization == "level" and vocab is None:
         raise ValueError("normalization='level' needs vocab")
-    batch, (num_items, depth) = input_ids.shape[0], item_tokens.shape
-    pairs_user = torch.arange(batch, device=device).repeat_interleave(num_items)
-    pairs_item = torch.arange(num_items, device=device).repeat(batch)
-    scores = torch.empty(batch * num_items, dtype=torch.float32, device=device)
+    if candidate_tokens.dim() != 3 or candidate_tokens.shape[0] != input_ids.shape[0]:
+        raise ValueError(f"candidate_tokens must be (B={input_ids.shape[0]}, M, L), got {tuple(candidate_tokens.shape)}")
+    batch, num_candidates, depth = candidate_tokens.shape
+    pairs_user = torch.arange(batch, device=device).repeat_interleave(num_candidates)
+    pair_tokens = candidate_tokens.reshape(batch * num_candidates, depth)
+    scores = torch.empty(batch * num_candidates, dtype=torch.float32, device=device)
     encoder_decoder = model.config.is_encoder_decoder
     with _inference_mode(model, share_cross_attention=False):
-        for start in range(0, batch * num_items, chunk_size):
+        for start in range(0, batch * num_candidates, chunk_size):
             users = pairs_user[start : start + chunk_size]
-            targets = item_tokens[pairs_item[start : start + chunk_size]]  # (R, D)
+            targets = pair_tokens[start : start + chunk_size]  # (R, L)
             if encoder_decoder:
                 start_tokens = targets.new_full((len(users), 1), model.config.decoder_start_token_id)
                 logits = model(input_ids=input_ids[users], attention_mask=attention_mask[users],
@@ -507,4 +531,4 @@ def score_all_items(
                     logp = torch.log_softmax(logits[:, level].float(), dim=-1)
                     token_scores.append(logp.gather(1, targets[:, level, None]).squeeze(1))
             scores[start : start + len(users)] = torch.stack(token_scores, dim=1).sum(dim=1)
-    return scores.view(batch, num_items)
+    return scores.view(batch, num_candidates)

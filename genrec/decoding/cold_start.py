@@ -1,0 +1,213 @@
+"""Cold-start retrieval: putting items that no user has interacted with into the top-K lists.
+
+A cold item (held out of training, or encoded after it) has a Semantic ID from its content, so it
+is in the catalogue's trie, but the trained model gives its unseen code combination, and above all
+its dedup code, almost no probability: plain beam search practically never returns it. Two ways
+to add cold items to a plain search's list, both capped by TIGER's epsilon:
+
+* ``"prefix"`` (TIGER): cold items are matched on their semantic codes only, ignoring the dedup
+  code. A beam search over the cold items' semantic prefixes (a trie of the first ``D - 1`` levels
+  of the cold items only) finds each user's best cold prefixes; every cold item under a found prefix
+  scores that prefix's log-probability.
+* ``"content"`` (draft by content, verify by the model; SpecGR-like, with LIGER's dense-score
+  fusion as an option): the ``drafts`` cold items most similar in content to the user's history
+  (:class:`~genrec.models.semantic_knn.SemanticKNN`) are scored by the model on their semantic
+  prefix (teacher forcing), plus ``content_weight`` x the cosine.
+
+Merging (:func:`add_cold_items`): the plain list and the best cold candidates are ordered by score
+(ties: the plain list's item first, then the lower item index) and cut to K, with at most
+``floor(epsilon * K)`` cold items in the list, counting cold items the plain search found itself
+(those are never removed, so a list keeps ``max(floor(epsilon * K), plain's cold items)`` at most).
+``epsilon = 0`` or ``method = "off"`` returns the plain search's result unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from genrec.decoding.beam_search import score_candidates
+from genrec.decoding.decode import GenerationSettings, SearchResult, left_align, search
+from genrec.decoding.trie import PrefixTrie
+from genrec.models.semantic_knn import SemanticKNN
+
+COLD_METHODS = ("off", "prefix", "content")
+NEG_INF = float("-inf")
+
+
+@dataclass
+class ColdStartSettings:
+    """How cold items join the top-K lists (``eval.cold_start`` in a recipe config).
+
+    Attributes:
+        method: ``"off"``, ``"prefix"`` (TIGER) or ``"content"`` (content drafts verified by the model).
+        epsilon: the largest share of cold items in a top-K list (TIGER's epsilon): ``floor(epsilon * K)``.
+        num_beams: ``"prefix"``: cold semantic prefixes kept per user by the beam search over them.
+        drafts: ``"content"``: cold items drafted per user by content similarity.
+        content_weight: ``"content"``: a draft's score is its semantic-prefix log-probability plus
+            ``content_weight`` x its cosine to the user's history (0: the model's score alone).
+    """
+
+    method: str = "off"
+    epsilon: float = 0.1
+    num_beams: int = 20
+    drafts: int = 20
+    content_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.method not in COLD_METHODS:
+            raise ValueError(f"cold_start.method must be one of {COLD_METHODS}, got {self.method!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"cold_start.epsilon must be in [0, 1], got {self.epsilon!r}")
+        if self.num_beams < 1 or self.drafts < 1:
+            raise ValueError(f"cold_start.num_beams and cold_start.drafts must be >= 1, got {self.num_beams} and {self.drafts}")
+
+    def max_cold(self, top_k: int) -> int:
+        """Cold items allowed in a top-``top_k`` list (0 when the method is off)."""
+        return 0 if self.method == "off" else math.floor(self.epsilon * top_k + 1e-9)
+
+
+class ColdCatalogue:
+    """A catalogue's cold items, prepared for :func:`search_with_cold_items`.
+
+    Args:
+        item_tokens: ``(N, D)`` SID token ids of every item (row = item index).
+        cold_items: ``(N,)`` bool, the items no user interacted with in training.
+        level_ranges: ``D`` pairs ``(first token id, codebook size)`` (``TokenSpace.level_ranges``).
+        item_embeddings: ``(N, d)`` content vectors (needed by the ``"content"`` method only).
+    """
+
+    def __init__(self, item_tokens: torch.Tensor, cold_items: torch.Tensor, level_ranges, item_embeddings: torch.Tensor | None = None):
+        item_tokens = torch.as_tensor(item_tokens).long()
+        cold_items = torch.as_tensor(cold_items, dtype=torch.bool)
+        if cold_items.shape != (len(item_tokens),):
+            raise ValueError(f"cold_items must be ({len(item_tokens)},) bool, got shape {tuple(cold_items.shape)}")
+        if item_embeddings is not None and len(item_embeddings) != len(item_tokens):
+            raise ValueError(f"item_embeddings has {len(item_embeddings)} rows, the catalogue {len(item_tokens)} items")
+        depth = item_tokens.shape[1]
+        if depth < 2:
+            raise ValueError("cold-start matching needs SIDs of at least 2 levels (semantic codes + a last level)")
+        self.is_cold = cold_items
+        self.cold = torch.nonzero(cold_items).squeeze(1)  # (C,) item indices
+        self.prefix_tokens = item_tokens[:, : depth - 1]  # (N, D - 1): every item's semantic codes
+        self.knn = SemanticKNN(item_embeddings) if item_embeddings is not None else None
+        self.prefix_trie = None
+        if len(self.cold):
+            prefixes, inverse = torch.unique(self.prefix_tokens[self.cold], dim=0, return_inverse=True)
+            self.prefix_trie = PrefixTrie.from_item_tokens(prefixes, level_ranges=list(level_ranges)[: depth - 1])
+            # items_by_prefix[p]: the cold items under prefix p (ascending item index), padded with -1.
+            counts = torch.bincount(inverse, minlength=len(prefixes))
+            order = torch.argsort(inverse * len(item_tokens) + self.cold)
+            slot = torch.arange(len(order)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+            self.items_by_prefix = torch.full((len(prefixes), int(counts.max())), -1, dtype=torch.long)
+            self.items_by_prefix[inverse[order], slot] = self.cold[order]
+
+    @property
+    def num_cold(self) -> int:
+        return len(self.cold)
+
+    def to(self, device) -> ColdCatalogue:
+        for name in ("is_cold", "cold", "prefix_tokens", "items_by_prefix"):
+            if hasattr(self, name):
+                setattr(self, name, getattr(self, name).to(device))
+        if self.prefix_trie is not None:
+            self.prefix_trie = self.prefix_trie.to(device)
+        if self.knn is not None:
+            self.knn.item_vectors = self.knn.item_vectors.to(device)
+        return self
+
+
+def prefix_candidates(model, input_ids, attention_mask, catalogue: ColdCatalogue, settings: ColdStartSettings,
+                      normalization: str = "vocab") -> tuple[torch.Tensor, torch.Tensor]:
+    """TIGER's matching: ``(B, M)`` cold items under each row's best cold semantic prefixes, and the prefixes' scores."""
+    beams = min(settings.num_beams, catalogue.prefix_trie.num_items)
+    found = search(model, input_ids, attention_mask, catalogue.prefix_trie, top_k=beams,
+                   settings=GenerationSettings(num_beams=beams, normalization=normalization))
+    prefixes, scores = found.items, found.scores  # (B, P): prefix indices of the cold-prefix trie
+    group = catalogue.items_by_prefix.shape[1]
+    items = catalogue.items_by_prefix[prefixes.clamp(min=0)]  # (B, P, G)
+    items = items.masked_fill((prefixes < 0)[..., None], -1).flatten(1)
+    scores = scores[..., None].expand(-1, -1, group).flatten(1).masked_fill(items < 0, NEG_INF)
+    return items, scores
+
+
+def content_candidates(model, input_ids, attention_mask, history_items: torch.Tensor, catalogue: ColdCatalogue,
+                       settings: ColdStartSettings, normalization: str = "vocab", vocab=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content drafts verified by the model: ``(B, drafts)`` cold items and their fused scores."""
+    if catalogue.knn is None:
+        raise ValueError("cold_start.method='content' needs the items' content embeddings (ColdCatalogue(item_embeddings=...))")
+    items, cosines = catalogue.knn.rank(history_items.to(catalogue.cold.device), min(settings.drafts, catalogue.num_cold),
+                                        items=catalogue.cold)
+    if not model.config.is_encoder_decoder:  # score_candidates reads decoder-only prompts left-padded
+        input_ids, attention_mask = left_align(input_ids, attention_mask)
+    scores = score_candidates(model, input_ids, attention_mask, catalogue.prefix_tokens[items], vocab=vocab,
+                              normalization=normalization)
+    return items, scores + settings.content_weight * cosines.to(scores.device)
+
+
+def add_cold_items(found: SearchResult, candidates: torch.Tensor, candidate_scores: torch.Tensor, is_cold: torch.Tensor,
+                   top_k: int, max_cold: int) -> SearchResult:
+    """Merge cold ``candidates`` (``(B, M)`` item indices, -1 = none, with scores) into ``found``'s lists.
+
+    Rows keep ``top_k`` items ordered by score; ties: ``found``'s item first, then the lower item
+    index. A row's list holds at most ``max_cold`` cold items (``is_cold``: ``(N,)`` bool), counting
+    those ``found`` already has (never removed).
+    """
+    items, scores = found.items[:, :top_k], found.scores[:, :top_k]
+    device = items.device
+    candidates, candidate_scores = candidates.to(device), candidate_scores.to(device).float()
+    is_cold = is_cold.to(device)
+    already = (candidates[:, :, None] == items[:, None, :]).any(dim=2)
+    usable = (candidates >= 0) & ~already & (candidate_scores > NEG_INF)
+    candidates = candidates.masked_fill(~usable, torch.iinfo(torch.long).max)
+    candidate_scores = candidate_scores.masked_fill(~usable, NEG_INF)
+    # Sort by score, then (stably) by item: each item's best score comes first among its repeats.
+    by_score = torch.sort(candidate_scores, dim=1, descending=True, stable=True).indices
+    candidates, candidate_scores = candidates.gather(1, by_score), candidate_scores.gather(1, by_score)
+    by_item = torch.sort(candidates, dim=1, stable=True).indices
+    candidates, candidate_scores = candidates.gather(1, by_item), candidate_scores.gather(1, by_item)
+    repeat = torch.zeros_like(usable)
+    repeat[:, 1:] = candidates[:, 1:] == candidates[:, :-1]
+    candidate_scores = candidate_scores.masked_fill(repeat, NEG_INF)
+    # Best first, ties by the lower item index (the order is by item now, and this sort is stable).
+    by_score = torch.sort(candidate_scores, dim=1, descending=True, stable=True).indices
+    candidates, candidate_scores = candidates.gather(1, by_score), candidate_scores.gather(1, by_score)
+    plain_cold = (is_cold[items.clamp(min=0)] & (items >= 0)).sum(dim=1)
+    room = (max_cold - plain_cold).clamp(min=0)  # (B,) cold items a row may still take
+    width = min(max_cold, candidates.shape[1])
+    candidates, candidate_scores = candidates[:, :width], candidate_scores[:, :width]
+    allowed = torch.arange(width, device=device)[None, :] < room[:, None]
+    candidate_scores = candidate_scores.masked_fill(~allowed, NEG_INF)
+    merged_items = torch.cat([items, candidates], dim=1)
+    merged_scores = torch.cat([scores.float(), candidate_scores], dim=1)
+    order = torch.sort(merged_scores, dim=1, descending=True, stable=True).indices[:, :top_k]
+    merged_items, merged_scores = merged_items.gather(1, order), merged_scores.gather(1, order)
+    merged_items = merged_items.masked_fill(merged_scores == NEG_INF, -1)
+    return SearchResult(merged_items, merged_scores.to(found.scores.dtype))
+
+
+@torch.no_grad()
+def search_with_cold_items(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: PrefixTrie,
+                           catalogue: ColdCatalogue | None, *, top_k: int, settings: GenerationSettings | None = None,
+                           cold_start: ColdStartSettings | None = None, history_items: torch.Tensor | None = None,
+                           vocab=None) -> SearchResult:
+    """:func:`~genrec.decoding.search`, then cold items added as ``cold_start`` says.
+
+    ``history_items``: ``(B, T)`` history item indices (-1 = padding), for the ``"content"`` method.
+    """
+    settings = settings or GenerationSettings()
+    cold_start = cold_start or ColdStartSettings()
+    found = search(model, input_ids, attention_mask, trie, top_k=top_k, settings=settings)
+    max_cold = cold_start.max_cold(top_k)
+    if max_cold == 0 or catalogue is None or catalogue.num_cold == 0:
+        return found
+    if cold_start.method == "prefix":
+        candidates, scores = prefix_candidates(model, input_ids, attention_mask, catalogue, cold_start, settings.normalization)
+    else:
+        if history_items is None:
+            raise ValueError("cold_start.method='content' needs history_items (the users' history item indices)")
+        candidates, scores = content_candidates(model, input_ids, attention_mask, history_items, catalogue, cold_start,
+                                                settings.normalization, vocab)
+    return add_cold_items(found, candidates, scores, catalogue.is_cold, top_k, max_cold)
