@@ -46,6 +46,7 @@ MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
 POPULAR_FILE = "popular_items.json"
 USERS_FILE = "user_ids.json"
+WARM_ITEMS_FILE = "warm_items.json"  # items with training interactions; every other item is cold (cold-start decoding)
 CARD_FILE = "README.md"
 TEXT_TOKENIZER_DIR = "text_tokenizer"
 MODEL_WEIGHTS = "model.safetensors"
@@ -54,7 +55,8 @@ REQUIRED_FILES = (CONFIG_FILE, f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/{MODEL_
                   f"{TOKENIZER_DIR}/sid_table.safetensors", f"{TOKENIZER_DIR}/sid_items.json")
 LORA_REQUIRED_FILES = (f"{TEXT_TOKENIZER_DIR}/tokenizer_config.json",)
 # Everything a bundle may hold at its top level (save_pretrained replaces a folder holding only these).
-BUNDLE_ENTRIES = (CONFIG_FILE, MODEL_DIR, TOKENIZER_DIR, TEXT_TOKENIZER_DIR, ITEM_TEXT_FILE, POPULAR_FILE, USERS_FILE, CARD_FILE)
+BUNDLE_ENTRIES = (CONFIG_FILE, MODEL_DIR, TOKENIZER_DIR, TEXT_TOKENIZER_DIR, ITEM_TEXT_FILE, POPULAR_FILE, USERS_FILE,
+                  WARM_ITEMS_FILE, CARD_FILE)
 
 
 NUM_POPULAR_ITEMS = 1000
@@ -110,6 +112,18 @@ def read_popular_items(folder: Path, where: str) -> PopularItems:
         return PopularItems(**read_json(path))
     except TypeError as e:
         raise ValueError(f"{path}: expected item_ids, counts, total, source: {e}") from e
+
+
+def read_warm_items(folder: Path, where: str) -> list[str]:
+    """The bundle's :data:`WARM_ITEMS_FILE` (listed in its config): the items with training interactions."""
+    path = folder / WARM_ITEMS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: missing file {WARM_ITEMS_FILE} ({CONFIG_FILE} lists warm items)")
+    warm = read_json(path)
+    if not isinstance(warm, dict) or not isinstance(warm.get("item_ids"), list) or \
+            not all(isinstance(i, str) for i in warm["item_ids"]):
+        raise ValueError(f"{path}: expected a JSON object with an 'item_ids' list of strings")
+    return warm["item_ids"]
 
 
 def read_user_ids(folder: Path, where: str) -> list[str]:
@@ -269,6 +283,6 @@ def build_model_card(config: dict, tokenizer_config: dict | None = None, repo_id
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-__all__ = ["NUM_POPULAR_ITEMS", "POPULARITY_SOURCE", "PopularItems", "read_popular_items", "read_user_ids", "BUNDLE_ENTRIES", "CARD_FILE", "CONFIG_FILE", "FORMAT_VERSION", "ITEM_TEXT_FILE", "LORA_REQUIRED_FILES", "MODEL_DIR",
+__all__ = ["NUM_POPULAR_ITEMS", "POPULARITY_SOURCE", "PopularItems", "read_popular_items", "read_user_ids", "read_warm_items", "WARM_ITEMS_FILE", "BUNDLE_ENTRIES", "CARD_FILE", "CONFIG_FILE", "FORMAT_VERSION", "ITEM_TEXT_FILE", "LORA_REQUIRED_FILES", "MODEL_DIR",
            "MODEL_WEIGHTS", "POPULAR_FILE", "REQUIRED_FILES", "TEXT_TOKENIZER_DIR", "TOKENIZER_DIR", "USERS_FILE",
            "build_model_card", "check_saved_weights", "download_bundle", "load_text_tokenizer", "read_json", "write_json"]

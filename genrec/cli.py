@@ -149,6 +149,11 @@ def _recommend_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="histories decoded together (default: the model's)")
     p.add_argument("--search", choices=["beam", "exact"], default=None,
                    help="beam search, or the model's exact top k (certified; default: the model's setting)")
+    p.add_argument("--cold-start", choices=["off", "prefix"], default=None,
+                   help="cold items (no training interactions, e.g. added after training): 'prefix' matches them on their "
+                        "semantic codes (TIGER), 'off' never adds them (default: the model's setting)")
+    p.add_argument("--cold-epsilon", type=float, default=None,
+                   help="with --cold-start prefix: at most floor(epsilon * k) cold items per list (default: the model's, 0.1)")
     p.add_argument("--exclude-seen", action="store_true",
                    help="never recommend an item of the history (default: allowed, as the evaluation ranks)")
     p.add_argument("--strict", action="store_true", help="unknown item ids are an error (default: skipped and counted)")
@@ -189,13 +194,17 @@ def run_recommend(argv: list[str]) -> int:
         requests = read_histories(args.input, args.input_format)
     if args.output != "-":
         file_format(args.output, args.output_format)  # fail before loading the model
+    if args.cold_epsilon is not None and not 0.0 <= args.cold_epsilon <= 1.0:
+        raise InputError(f"--cold-epsilon must be in [0, 1], got {args.cold_epsilon}")
+    cold_start = {key: value for key, value in (("method", args.cold_start), ("epsilon", args.cold_epsilon)) if value is not None}
     from genrec.pipeline import EmptyHistoryError, UnknownItemError
 
     recommender = _load_recommender(args)
     try:
         results = recommender.recommend([r.history for r in requests], k=args.k, user_ids=[r.user_id for r in requests],
                                         exclude_seen=args.exclude_seen, strict=args.strict, empty_history=args.empty_history,
-                                        num_beams=args.num_beams, batch_size=args.batch_size, search=args.search)
+                                        num_beams=args.num_beams, batch_size=args.batch_size, search=args.search,
+                                        cold_start=cold_start or None)
     except UnknownItemError as e:
         ids = e.unknown_item_ids
         raise InputError(f"{requests[e.request_index].where}: {len(ids)} item id(s) not in the catalogue of "

@@ -64,6 +64,7 @@ from genrec.bundle import (
     TEXT_TOKENIZER_DIR,
     TOKENIZER_DIR,
     USERS_FILE,
+    WARM_ITEMS_FILE,
     PopularItems,
     build_model_card,
     check_saved_weights,
@@ -72,10 +73,11 @@ from genrec.bundle import (
     read_json,
     read_popular_items,
     read_user_ids,
+    read_warm_items,
     write_json,
 )
 from genrec.data import MAX_HISTORY, Examples
-from genrec.decoding import SEARCHES, GenerationSettings, PrefixTrie, search
+from genrec.decoding import SEARCHES, ColdCatalogue, ColdStartSettings, GenerationSettings, PrefixTrie, search
 from genrec.inputs import TextInputs, encode_histories
 from genrec.models.lora import merge_lora
 from genrec.models.registry import (
@@ -196,6 +198,9 @@ class GenerativeRecommender:
         text_tokenizer: LoRA: the base model's text tokenizer extended with the SID (and user) tokens
             (required for ``"lora"``: it is saved with the bundle).
         base_model: LoRA: name or path of the pretrained checkpoint (recorded in the bundle and its card).
+        warm_item_ids: the items with training interactions; every other item (held out of training, or
+            added later with :meth:`add_items`) is cold, for cold-start decoding (``generation.cold_start``).
+            None: unknown (cold-start decoding unavailable).
         device: where to run ("cpu", "cuda", "auto"); the model is moved there. None keeps the model where it is
             (:meth:`from_pretrained` defaults to "auto": CUDA when available, else CPU).
     """
@@ -204,7 +209,7 @@ class GenerativeRecommender:
                  generation: GenerationSettings | None = None, popular_items: PopularItems | None = None,
                  user_ids: Sequence[str] | None = None, metrics: dict | None = None, evaluation: dict | None = None,
                  training_data: str | None = None, model_type: str | None = None, text_inputs: TextInputs | None = None,
-                 text_tokenizer=None, base_model: str | None = None, device=None):
+                 text_tokenizer=None, base_model: str | None = None, warm_item_ids: Sequence[str] | None = None, device=None):
         space = vocab
         if not isinstance(space, TokenSpace):
             raise TypeError(f"vocab must be a TokenSpace (genrec.vocab), got {type(vocab).__name__}")
@@ -242,13 +247,56 @@ class GenerativeRecommender:
         self.metrics = metrics
         self.evaluation = evaluation
         self.training_data = training_data
-        self.item_ids: list[str] = list(tokenizer.item_ids)
-        self._item_index = {item: i for i, item in enumerate(self.item_ids)}
         self._user_index = {u: i for i, u in enumerate(self.user_ids)} if self.user_ids is not None else {}
-        self.item_tokens = space.codes_to_tokens(tokenizer.sids)  # (N, D) token ids, row = item index
-        self._cpu_trie = PrefixTrie.from_item_tokens(self.item_tokens, level_ranges=space.level_ranges)
+        self.warm_item_ids = list(warm_item_ids) if warm_item_ids is not None else None
+        if self.warm_item_ids is not None:
+            unknown = [item for item in self.warm_item_ids if item not in tokenizer]
+            if unknown:
+                raise ValueError(f"{len(unknown)} warm item id(s) not in the tokenizer, e.g. {unknown[:5]}")
         self.model = model.eval()
-        self.to(self.device if device is None else device)
+        self._index_catalogue(self.device if device is None else device)
+
+    def _index_catalogue(self, device) -> None:
+        """(Re)build the item tokens, the decoding trie and the cold items from the tokenizer's table."""
+        self.item_ids = list(self.tokenizer.item_ids)
+        self._item_index = {item: i for i, item in enumerate(self.item_ids)}
+        self.item_tokens = self.space.codes_to_tokens(self.tokenizer.sids)  # (N, D) token ids, row = item index
+        self._cpu_trie = PrefixTrie.from_item_tokens(self.item_tokens, level_ranges=self.space.level_ranges)
+        self._cold_catalogue = None
+        if self.warm_item_ids is not None and self.space.depth >= 2:
+            warm = set(self.warm_item_ids)
+            cold = torch.tensor([item not in warm for item in self.item_ids], dtype=torch.bool)
+            self._cold_catalogue = ColdCatalogue(self.item_tokens, cold, self.space.level_ranges)
+        self.to(device)
+
+    @property
+    def cold_item_ids(self) -> list[str] | None:
+        """Items without training interactions (cold-start decoding matches them); None when unknown."""
+        if self.warm_item_ids is None:
+            return None
+        warm = set(self.warm_item_ids)
+        return [item for item in self.item_ids if item not in warm]
+
+    def add_items(self, item_ids: Sequence[str], item_embeddings: torch.Tensor) -> list[tuple[int, ...]]:
+        """Add new items to the catalogue without retraining; returns their SIDs.
+
+        The tokenizer encodes them (:meth:`SIDTokenizer.encode` with ``add_to_table=True``: embeddings
+        made like the catalogue's, same model and text template). New items are cold: plain decoding
+        practically never returns them; ``generation.cold_start`` (or ``recommend(cold_start=...)``)
+        with ``method="prefix"`` matches them on their semantic codes.
+        """
+        if self.text_inputs is not None and self.text_inputs.item_text_tokens is not None:
+            raise ValueError("this recommender reads item text in its inputs (LoRA item_text_template): items cannot be "
+                             "added without their text tokens")
+        item_ids = list(item_ids)
+        trial = self.tokenizer.encode(item_embeddings, item_ids=item_ids)  # nothing changes unless they fit the model
+        if tuple(trial.codebook_sizes) != tuple(self.space.codebook_sizes):
+            raise ValueError(f"the new items need SID levels {tuple(trial.codebook_sizes)}, the model was trained on "
+                             f"{tuple(self.space.codebook_sizes)} (the dedup level is full for their semantic codes): "
+                             "they cannot be added without retraining")
+        encoded = self.tokenizer.encode(item_embeddings, item_ids=item_ids, add_to_table=True)
+        self._index_catalogue(self.device)
+        return [tuple(int(c) for c in sid) for sid in encoded.sids.tolist()]
 
     # ---- properties -------------------------------------------------------------------------------------
     @property
@@ -274,6 +322,8 @@ class GenerativeRecommender:
         device = _resolve_device(device)
         self.model.to(device)
         self.trie = self._cpu_trie.to(device)
+        if self._cold_catalogue is not None:
+            self._cold_catalogue.to(device)
         return self
 
     def __repr__(self) -> str:
@@ -309,6 +359,7 @@ class GenerativeRecommender:
             "popular_items": None if self.popular_items is None else {
                 "file": POPULAR_FILE, "count": len(self.popular_items.item_ids), "source": self.popular_items.source},
             "user_ids": None if self.user_ids is None else {"file": USERS_FILE, "count": len(self.user_ids)},
+            "warm_items": None if self.warm_item_ids is None else {"file": WARM_ITEMS_FILE, "count": len(self.warm_item_ids)},
             "user_tokens": ("training users: their training bucket (index % num_user_tokens); other user ids: "
                             "crc32(user_id) % num_user_tokens; no user id: bucket 0") if self.space.num_user_tokens else None,
         }
@@ -327,7 +378,7 @@ class GenerativeRecommender:
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, *, user_ids: Sequence[str | None] | None = None,
                   exclude_seen: bool = False, strict: bool = False, empty_history: EmptyHistory = "error",
                   num_beams: int | None = None, batch_size: int | None = None,
-                  search: str | None = None) -> list[Recommendation]:
+                  search: str | None = None, cold_start: ColdStartSettings | dict | None = None) -> list[Recommendation]:
         """Top-``k`` catalogue items for each history.
 
         Called with each user's id (``user_ids``) and the defaults, the lists are the ones the
@@ -352,6 +403,11 @@ class GenerativeRecommender:
             batch_size: users decoded together (default ``generation.batch_size``). Histories are
                 sorted by length into batches (less padding); results come back in input order.
             search: ``"beam"`` or ``"exact"`` (the model's exact top k; default ``generation.search``).
+            cold_start: how cold items (no training interactions, e.g. added with :meth:`add_items`) join the
+                lists: a :class:`ColdStartSettings` or its fields as a dict (default ``generation.cold_start``:
+                off unless the bundle sets it). ``method="prefix"`` (TIGER: matched on their semantic codes,
+                at most ``floor(epsilon * k)`` cold items per list); ``"content"`` needs content embeddings
+                and is available in evaluation only.
 
         Returns:
             B :class:`Recommendation`, in the order of ``histories``.
@@ -375,6 +431,18 @@ class GenerativeRecommender:
         batch_size = int(batch_size or self.generation.batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if cold_start is None:
+            cold_start = self.generation.cold_start
+        elif isinstance(cold_start, dict):
+            cold_start = ColdStartSettings(**{**asdict(self.generation.cold_start), **cold_start})
+        elif not isinstance(cold_start, ColdStartSettings):
+            raise TypeError(f"cold_start must be ColdStartSettings or a dict, got {type(cold_start).__name__}")
+        if cold_start.method == "content":
+            raise ValueError("cold_start.method='content' needs the items' content embeddings: it is available in "
+                             "evaluation (benchmarks/cold_start.py), not in recommend(); use method='prefix'")
+        if cold_start.method != "off" and self._cold_catalogue is None:
+            raise ValueError("cold-start decoding needs the recommender's warm items (items with training interactions); "
+                             "this one has none (built without its training data)")
 
         users = [None if user_ids is None or user_ids[i] is None else str(user_ids[i]) for i in range(len(histories))]
         results: list[Recommendation | None] = [None] * len(histories)
@@ -412,7 +480,7 @@ class GenerativeRecommender:
         for start in range(0, len(todo), batch_size):
             rows = todo[start:start + batch_size]
             items, scores = self._decode([known_histories[i] for i in rows], [users[i] for i in rows], k, num_beams, exclude_seen,
-                                         search)
+                                         search, cold_start)
             for row, item_row, score_row in zip(rows, items.tolist(), scores.tolist(), strict=True):
                 kept = [(self.item_ids[item], score) for item, score in zip(item_row, score_row, strict=True) if item >= 0]
                 results[row].item_ids = [item for item, _ in kept]
@@ -438,7 +506,8 @@ class GenerativeRecommender:
 
     @torch.no_grad()
     def _decode(self, histories: list[list[int]], users: list[str | None], k: int, num_beams: int,
-                exclude_seen: bool, search_kind: str = "beam") -> tuple[torch.Tensor, torch.Tensor]:
+                exclude_seen: bool, search_kind: str = "beam",
+                cold_start: ColdStartSettings | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Item indices and scores (B, k) for B non-empty histories of item indices (-1 / -inf: none)."""
         cut = [h[-self.max_history:] for h in histories]
         lengths = np.array([len(h) for h in cut], dtype=np.int64)
@@ -452,9 +521,10 @@ class GenerativeRecommender:
         exclude = [sorted(set(h)) for h in histories] if exclude_seen else None
         settings = GenerationSettings(num_beams=num_beams, normalization=self.generation.normalization,
                                       batch_size=self.generation.batch_size, search=search_kind,
-                                      max_width=max(self.generation.max_width, num_beams, k))
+                                      max_width=max(self.generation.max_width, num_beams, k),
+                                      cold_start=cold_start or ColdStartSettings())
         found = search(self.model, input_ids.to(self.device), attention_mask.to(self.device), self.trie, top_k=k,
-                       settings=settings, exclude_items=exclude)
+                       settings=settings, exclude_items=exclude, cold_catalogue=self._cold_catalogue)
         items, scores = found.items, found.scores
         return items.cpu(), scores.cpu()
 
@@ -479,6 +549,8 @@ class GenerativeRecommender:
         if self.popular_items is not None:
             write_json(directory / POPULAR_FILE, self.popular_items.to_dict())
         config = self.config
+        if self.warm_item_ids is not None:
+            write_json(directory / WARM_ITEMS_FILE, {"item_ids": self.warm_item_ids})
         if self.user_ids is not None and include_user_ids:
             write_json(directory / USERS_FILE, {"user_ids": self.user_ids})
         else:
@@ -612,6 +684,7 @@ class GenerativeRecommender:
 
         popular = read_popular_items(folder, where) if config.get("popular_items") is not None else None
         user_ids = read_user_ids(folder, where) if config.get("user_ids") is not None else None
+        warm_items = read_warm_items(folder, where) if config.get("warm_items") is not None else None
 
         if tokenizer is None:
             tokenizer = SIDTokenizer.from_pretrained(folder / TOKENIZER_DIR)
@@ -650,7 +723,8 @@ class GenerativeRecommender:
             return cls(model, tokenizer, space, max_history=int(config["max_history"]),
                        generation=generation, popular_items=popular, user_ids=user_ids, metrics=config.get("metrics"),
                        evaluation=config.get("evaluation"), training_data=config.get("training_data"), model_type=model_type,
-                       text_inputs=text_inputs, text_tokenizer=text_tokenizer, base_model=lora.get("base_model"), device=device)
+                       text_inputs=text_inputs, text_tokenizer=text_tokenizer, base_model=lora.get("base_model"),
+                       warm_item_ids=warm_items, device=device)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
 
@@ -705,7 +779,7 @@ class GenerativeRecommender:
         lora_cfg = run.model_config.lora if model_type == "lora" else None
         needs_items = bool(lora_cfg.item_text_template) if lora_cfg is not None else False
 
-        popular, user_ids, training_data, items = None, None, f"{dataset_name}", None
+        popular, user_ids, training_data, items, warm_items = None, None, f"{dataset_name}", None, None
         if load_training_data or needs_items:
             try:
                 dataset = run.dataset()
@@ -729,6 +803,10 @@ class GenerativeRecommender:
                 items = dataset.items
                 if split is not None:
                     popular = PopularItems.from_sequences(split.item_ids, split.train_item_sequences())
+                    trained = np.zeros(len(split.item_ids), dtype=bool)
+                    for sequence in split.train_item_sequences():
+                        trained[np.asarray(sequence, dtype=np.int64)] = True
+                    warm_items = [item for item, seen in zip(split.item_ids, trained, strict=True) if seen]
                     user_ids = split.user_ids
                     training_data = (f"{dataset.name}: {len(split.item_ids)} items, {len(split.user_ids)} users, "
                                      f"{len(dataset.interactions)} interactions (chronological leave-one-out split)")
@@ -744,7 +822,8 @@ class GenerativeRecommender:
             return cls(model, tokenizer, space, max_history=run.manifest.split.max_history, generation=run.generation,
                        popular_items=popular, user_ids=user_ids, metrics=metrics, evaluation=evaluation,
                        training_data=training_data, model_type=model_type, text_inputs=text_inputs, text_tokenizer=text_tokenizer,
-                       base_model=None if base_path is None else str(lora_cfg.pretrained or base_path), device=device)
+                       base_model=None if base_path is None else str(lora_cfg.pretrained or base_path), warm_item_ids=warm_items,
+                       device=device)
         except ValueError as e:
             raise ValueError(f"{folder}: {e}") from e
 

@@ -110,6 +110,17 @@ def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys):
     assert [r["item_ids"] for r in out] == [r.item_ids for r in expected]
     np.testing.assert_allclose([r["scores"] for r in out], [r.scores for r in expected], atol=1e-4)
 
+    # Cold-start decoding from the command line: the bundle knows its warm items.
+    assert (tmp_path / "bundle" / "warm_items.json").is_file()
+    assert cli.main(["recommend", "--model", str(tmp_path / "bundle"), "--input", str(tmp_path / "events.csv"), "--k", "4",
+                     "--cold-start", "prefix", "--cold-epsilon", "0.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = rec.recommend([["item8", "item9", "item11"], ["item1", "item4", "item7"]], k=4, user_ids=["user3", "user0"],
+                             cold_start={"method": "prefix", "epsilon": 0.5})
+    assert [r["item_ids"] for r in out] == [r.item_ids for r in expected]
+    assert cli.main(["recommend", "--model", str(tmp_path / "bundle"), "--history", "item1", "--cold-epsilon", "2"]) == 1
+    assert "--cold-epsilon must be in [0, 1]" in capsys.readouterr().err
+
 
 @pytest.mark.slow
 def test_recommend_bad_inputs_from_the_command_line(trained_run, tmp_path, capsys):

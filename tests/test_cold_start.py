@@ -6,15 +6,16 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from genrec.decoding import PrefixTrie, SearchResult, score_all_items, search
-from genrec.decoding.cold_start import (
+from genrec.decoding import (
     ColdCatalogue,
     ColdStartSettings,
-    add_cold_items,
-    content_candidates,
-    prefix_candidates,
-    search_with_cold_items,
+    GenerationSettings,
+    PrefixTrie,
+    SearchResult,
+    score_all_items,
+    search,
 )
+from genrec.decoding.cold_start import add_cold_items, content_candidates, prefix_candidates
 from genrec.models import build_t5
 from genrec.models.semantic_knn import SemanticKNN
 from genrec.vocab import EOS_ID, SIDVocab
@@ -53,7 +54,8 @@ def test_epsilon_zero_and_method_off_reproduce_plain_decoding(kind):
     plain = search(model, ids, mask, trie, top_k=10)
     for cold in (ColdStartSettings(method="prefix", epsilon=0.0), ColdStartSettings(method="content", epsilon=0.05),
                  ColdStartSettings(method="off", epsilon=0.5)):
-        found = search_with_cold_items(model, ids, mask, trie, catalogue, top_k=10, cold_start=cold, history_items=history)
+        found = search(model, ids, mask, trie, top_k=10, settings=GenerationSettings(cold_start=cold), cold_catalogue=catalogue,
+                       history_items=history)
         assert torch.equal(found.items, plain.items) and torch.equal(found.scores, plain.scores)
 
 
@@ -144,8 +146,8 @@ def test_an_item_added_after_training_is_recommendable(method):
     embeddings = torch.randn(len(catalogue_tokens), 8, generator=torch.Generator().manual_seed(1))
     catalogue = ColdCatalogue(catalogue_tokens, cold, vocab.level_ranges, item_embeddings=embeddings)
     trie = PrefixTrie.from_item_tokens(catalogue_tokens, vocab)
-    found = search_with_cold_items(model, ids, mask, trie, catalogue, top_k=10,
-                                   cold_start=ColdStartSettings(method=method, epsilon=0.1), history_items=history)
+    settings = GenerationSettings(cold_start=ColdStartSettings(method=method, epsilon=0.1))
+    found = search(model, ids, mask, trie, top_k=10, settings=settings, cold_catalogue=catalogue, history_items=history)
     new_index = len(catalogue_tokens) - 1
     assert (found.items == new_index).any(dim=1).all()  # one cold slot, one cold item: every list takes it
     assert ((found.items == new_index).sum(dim=1) == 1).all()

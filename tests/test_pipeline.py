@@ -173,7 +173,9 @@ def test_saved_bundle_reloads_to_the_same_recommendations(setup, tmp_path):
     card = (folder / "README.md").read_text()
     assert "recommendation_metrics:" in card and "recall@10: 0.25" in card and "| recall@10 | 0.2500 |" in card
     config = json.loads((folder / CONFIG_FILE).read_text())
-    assert config["generation"] == {"num_beams": 12, "normalization": "vocab", "batch_size": 8, "search": "beam", "max_width": 512}
+    assert config["generation"] == {"num_beams": 12, "normalization": "vocab", "batch_size": 8, "search": "beam", "max_width": 512,
+                                    "cold_start": {"method": "off", "epsilon": 0.1, "num_beams": 20, "drafts": 20,
+                                                   "content_weight": 0.0}}
     assert config["max_history"] == 5
     # Without the user ids every user is hashed; saving again over the bundle replaces it.
     anonymous = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "anonymous", include_user_ids=False), device="cpu")
@@ -344,9 +346,8 @@ def test_save_refuses_a_foreign_folder_and_checks_the_tokenizer(setup, tmp_path)
 # ---------------------------------------------------------------------------------------------- run folders
 
 
-def test_cold_start_run_bundle_counts_only_interactions_training_saw(setup, tmp_path):
-    """A cold-start run (cold_item_fraction > 0) held its cold items and their interactions out of training: the
-    popular-items fallback and the training users of its bundle come from that split, never from the full data."""
+def _cold_start_run(setup, tmp_path):
+    """A run folder of the setup's model under the cold-start protocol (25% of the items held out, seed 3)."""
     from genrec.data.split import cold_item_mask
 
     rec = setup["rec"]
@@ -362,7 +363,13 @@ def test_cold_start_run_bundle_counts_only_interactions_training_saw(setup, tmp_
                                                  "num_user_tokens": 7, "cold_item_fraction": 0.25, "cold_item_seed": 3,
                                                  "eval": {"num_beams": 12, "ks": [5, 10]}}))
     (run / "vocab.json").write_text(json.dumps(setup["vocab"].sid_layout_dict()))
+    return run, dataset, cold
 
+
+def test_cold_start_run_bundle_counts_only_interactions_training_saw(setup, tmp_path):
+    """A cold-start run (cold_item_fraction > 0) held its cold items and their interactions out of training: the
+    popular-items fallback and the training users of its bundle come from that split, never from the full data."""
+    run, dataset, cold = _cold_start_run(setup, tmp_path)
     loaded = GenerativeRecommender.from_pretrained(run, device="cpu")
     held_out = leave_one_out_split(dataset, max_history=5, cold_items=cold)
     everything = leave_one_out_split(dataset, max_history=5)
@@ -375,6 +382,57 @@ def test_cold_start_run_bundle_counts_only_interactions_training_saw(setup, tmp_
     assert loaded.popular_items.total < wrong.total and cold_ids & set(wrong.item_ids)
     out = loaded.recommend([[]], k=5, empty_history="popular")[0]
     assert out.source == "popular" and not cold_ids & set(out.item_ids)
+
+
+def test_cold_items_are_recommended_by_prefix_matching_and_survive_the_bundle(setup, tmp_path):
+    """The run's cold items (and items added after training) reach the lists with cold_start prefix matching, capped by
+    epsilon; off reproduces plain decoding; the bundle keeps its warm items and the setting."""
+    from genrec.decoding import ColdStartSettings
+
+    run, dataset, cold = _cold_start_run(setup, tmp_path)
+    loaded = GenerativeRecommender.from_pretrained(run, device="cpu")
+    held_out = leave_one_out_split(dataset, max_history=5, cold_items=cold)
+    trained = {held_out.item_ids[i] for seq in held_out.train_item_sequences() for i in seq}
+    # cold = no training interaction: the held-out items, and items seen only as validation / test targets
+    cold_ids = [item for item in dataset.item_ids if item not in trained]
+    assert loaded.cold_item_ids == cold_ids and {i for i, c in zip(dataset.item_ids, cold, strict=True) if c} <= set(cold_ids)
+    split = setup["split"]
+    histories, users = histories_of(split, split.test), split.user_ids
+    plain = loaded.recommend(histories, k=10, user_ids=users)
+    assert_same(loaded.recommend(histories, k=10, user_ids=users, cold_start={"method": "off"}), plain)
+    assert_same(loaded.recommend(histories, k=10, user_ids=users, cold_start={"method": "prefix", "epsilon": 0.0}), plain)
+    # (this tiny model saw every item in training, so its plain lists already hold 3-4 "cold" items: a high cap)
+    capped = loaded.recommend(histories, k=10, user_ids=users, cold_start=ColdStartSettings(method="prefix", epsilon=0.5))
+    plain_cold = [len(set(r.item_ids) & set(cold_ids)) for r in plain]
+    got_cold = [len(set(r.item_ids) & set(cold_ids)) for r in capped]
+    assert all(g <= max(5, p) for g, p in zip(got_cold, plain_cold, strict=True))
+    assert sum(got_cold) > sum(plain_cold)  # prefix matching brings cold items in
+    with pytest.raises(ValueError, match="content embeddings"):
+        loaded.recommend(histories[:1], cold_start={"method": "content"})
+
+    # The setting and the warm items travel with the bundle.
+    loaded.generation.cold_start = ColdStartSettings(method="prefix", epsilon=0.5)
+    bundle = loaded.save_pretrained(tmp_path / "bundle")
+    again = GenerativeRecommender.from_pretrained(bundle, device="cpu")
+    assert again.warm_item_ids == loaded.warm_item_ids and again.generation.cold_start == loaded.generation.cold_start
+    assert_same(again.recommend(histories, k=10, user_ids=users), capped)
+
+    # An item added after deployment is cold and recommendable at once, without retraining (here every other item is
+    # warm, so it is the only cold item).
+    deployed = GenerativeRecommender(again.model, again.tokenizer, again.space, max_history=5, user_ids=again.user_ids,
+                                     warm_item_ids=again.item_ids, device="cpu")
+    before = deployed.recommend(histories, k=10, user_ids=users)
+    embedding = torch.randn(1, DIM, generator=torch.Generator().manual_seed(5))
+    (sid,) = deployed.add_items(["new-item"], embedding)
+    assert deployed.cold_item_ids == ["new-item"] and deployed.num_items == len(dataset.item_ids) + 1
+    assert tuple(deployed.tokenizer.sid("new-item")) == sid
+    off = deployed.recommend(histories, k=10, user_ids=users)
+    on = deployed.recommend(histories, k=10, user_ids=users, cold_start={"method": "prefix", "epsilon": 0.1})
+    assert sum("new-item" in r.item_ids for r in off) == 0 and [r.item_ids for r in off] == [r.item_ids for r in before]
+    assert sum("new-item" in r.item_ids for r in on) > len(on) // 2
+    assert all(r.item_ids.count("new-item") <= 1 for r in on)
+    with pytest.raises(ValueError, match="new-item"):
+        deployed.add_items(["new-item"], embedding)
 
 
 def test_training_run_folder_loads_with_popular_items_and_users(setup, tmp_path, caplog):

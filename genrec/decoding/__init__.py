@@ -5,6 +5,7 @@
   (decoder-only): top-k items per user.
 * :func:`exact_top_k`: the model's exact top-k (certified against every item beam search dropped).
 * :func:`search`: the one entry that aligns prompts and picks the decoder; :class:`GenerationSettings`.
+* :class:`ColdCatalogue`, :class:`ColdStartSettings`: cold items merged into the lists (:mod:`genrec.decoding.cold_start`).
 * :func:`score_all_items`: exhaustive teacher-forced scores (reference for tests, tiny catalogues).
 * :class:`TrieLogitsProcessor`, :func:`make_prefix_allowed_tokens_fn`: the same constraint for ``generate``.
 """
@@ -15,9 +16,12 @@ from genrec.decoding.beam_search import (
     score_all_items,
     shared_kv_attention,
 )
+from genrec.decoding.cold_start import ColdCatalogue
 from genrec.decoding.decode import (
     CAUSAL_BATCH_SIZE,
+    COLD_METHODS,
     SEARCHES,
+    ColdStartSettings,
     GenerationSettings,
     SearchResult,
     left_align,
@@ -29,7 +33,10 @@ from genrec.decoding.trie import PrefixTrie
 
 __all__ = [
     "CAUSAL_BATCH_SIZE",
+    "COLD_METHODS",
     "SEARCHES",
+    "ColdCatalogue",
+    "ColdStartSettings",
     "ExactSearchResult",
     "GenerationSettings",
     "SearchResult",

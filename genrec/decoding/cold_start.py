@@ -23,50 +23,14 @@ Merging (:func:`add_cold_items`): the plain list and the best cold candidates ar
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 
-from genrec.decoding.beam_search import score_candidates
-from genrec.decoding.decode import GenerationSettings, SearchResult, left_align, search
+from genrec.decoding.beam_search import ExcludeItems, score_candidates
+from genrec.decoding.decode import ColdStartSettings, GenerationSettings, SearchResult, left_align, search
 from genrec.decoding.trie import PrefixTrie
 from genrec.models.semantic_knn import SemanticKNN
 
-COLD_METHODS = ("off", "prefix", "content")
 NEG_INF = float("-inf")
-
-
-@dataclass
-class ColdStartSettings:
-    """How cold items join the top-K lists (``eval.cold_start`` in a recipe config).
-
-    Attributes:
-        method: ``"off"``, ``"prefix"`` (TIGER) or ``"content"`` (content drafts verified by the model).
-        epsilon: the largest share of cold items in a top-K list (TIGER's epsilon): ``floor(epsilon * K)``.
-        num_beams: ``"prefix"``: cold semantic prefixes kept per user by the beam search over them.
-        drafts: ``"content"``: cold items drafted per user by content similarity.
-        content_weight: ``"content"``: a draft's score is its semantic-prefix log-probability plus
-            ``content_weight`` x its cosine to the user's history (0: the model's score alone).
-    """
-
-    method: str = "off"
-    epsilon: float = 0.1
-    num_beams: int = 20
-    drafts: int = 20
-    content_weight: float = 0.0
-
-    def __post_init__(self):
-        if self.method not in COLD_METHODS:
-            raise ValueError(f"cold_start.method must be one of {COLD_METHODS}, got {self.method!r}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"cold_start.epsilon must be in [0, 1], got {self.epsilon!r}")
-        if self.num_beams < 1 or self.drafts < 1:
-            raise ValueError(f"cold_start.num_beams and cold_start.drafts must be >= 1, got {self.num_beams} and {self.drafts}")
-
-    def max_cold(self, top_k: int) -> int:
-        """Cold items allowed in a top-``top_k`` list (0 when the method is off)."""
-        return 0 if self.method == "off" else math.floor(self.epsilon * top_k + 1e-9)
 
 
 class ColdCatalogue:
@@ -188,26 +152,29 @@ def add_cold_items(found: SearchResult, candidates: torch.Tensor, candidate_scor
     return SearchResult(merged_items, merged_scores.to(found.scores.dtype))
 
 
-@torch.no_grad()
-def search_with_cold_items(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: PrefixTrie,
-                           catalogue: ColdCatalogue | None, *, top_k: int, settings: GenerationSettings | None = None,
-                           cold_start: ColdStartSettings | None = None, history_items: torch.Tensor | None = None,
-                           vocab=None) -> SearchResult:
-    """:func:`~genrec.decoding.search`, then cold items added as ``cold_start`` says.
+def add_cold_start_items(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, found: SearchResult,
+                         catalogue: ColdCatalogue, settings: GenerationSettings, *, top_k: int,
+                         history_items: torch.Tensor | None = None, exclude_items: ExcludeItems = None, vocab=None) -> SearchResult:
+    """``found`` (a plain search's lists) with cold items merged in as ``settings.cold_start`` says.
 
-    ``history_items``: ``(B, T)`` history item indices (-1 = padding), for the ``"content"`` method.
+    Called by :func:`genrec.decoding.search` when it is given a cold catalogue. ``history_items``:
+    ``(B, T)`` history item indices (-1 = padding), for the ``"content"`` method.
     """
-    settings = settings or GenerationSettings()
-    cold_start = cold_start or ColdStartSettings()
-    found = search(model, input_ids, attention_mask, trie, top_k=top_k, settings=settings)
+    cold_start = settings.cold_start
     max_cold = cold_start.max_cold(top_k)
-    if max_cold == 0 or catalogue is None or catalogue.num_cold == 0:
+    if max_cold == 0 or catalogue.num_cold == 0:
         return found
     if cold_start.method == "prefix":
         candidates, scores = prefix_candidates(model, input_ids, attention_mask, catalogue, cold_start, settings.normalization)
     else:
         if history_items is None:
-            raise ValueError("cold_start.method='content' needs history_items (the users' history item indices)")
+            raise ValueError("cold_start.method='content' needs the users' history item indices (history_items)")
         candidates, scores = content_candidates(model, input_ids, attention_mask, history_items, catalogue, cold_start,
                                                 settings.normalization, vocab)
+    if exclude_items is not None:
+        rows = exclude_items.tolist() if isinstance(exclude_items, torch.Tensor) else exclude_items
+        for row, excluded in enumerate(rows):
+            excluded = torch.as_tensor(sorted(set(int(i) for i in excluded)), dtype=torch.long, device=candidates.device)
+            if len(excluded):
+                scores[row] = scores[row].masked_fill(torch.isin(candidates[row], excluded), NEG_INF)
     return add_cold_items(found, candidates, scores, catalogue.is_cold, top_k, max_cold)

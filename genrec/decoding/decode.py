@@ -12,7 +12,8 @@ search, exact search's budget) in one place: the recipes' ``eval`` section and a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,8 +23,42 @@ from genrec.decoding.trie import PrefixTrie
 
 SEARCHES = ("beam", "exact")
 NORMALIZATIONS = ("vocab", "level")
+COLD_METHODS = ("off", "prefix", "content")
 # Decoder-only search repeats each prompt's KV cache per beam: small batches rank faster (BENCHMARKS.md).
 CAUSAL_BATCH_SIZE = 32
+
+
+@dataclass
+class ColdStartSettings:
+    """How cold items (no training interactions) join the top-K lists (:mod:`genrec.decoding.cold_start`).
+
+    Attributes:
+        method: ``"off"``, ``"prefix"`` (TIGER: matched on their semantic codes) or ``"content"`` (drafted
+            by content similarity, verified by the model; needs the items' content embeddings).
+        epsilon: the largest share of cold items in a top-K list (TIGER's epsilon): ``floor(epsilon * K)``.
+        num_beams: ``"prefix"``: cold semantic prefixes kept per user by the beam search over them.
+        drafts: ``"content"``: cold items drafted per user by content similarity.
+        content_weight: ``"content"``: a draft's score is its semantic-prefix log-probability plus
+            ``content_weight`` x its cosine to the user's history (0: the model's score alone).
+    """
+
+    method: str = "off"
+    epsilon: float = 0.1
+    num_beams: int = 20
+    drafts: int = 20
+    content_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.method not in COLD_METHODS:
+            raise ValueError(f"cold_start.method must be one of {COLD_METHODS}, got {self.method!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"cold_start.epsilon must be in [0, 1], got {self.epsilon!r}")
+        if self.num_beams < 1 or self.drafts < 1:
+            raise ValueError(f"cold_start.num_beams and cold_start.drafts must be >= 1, got {self.num_beams} and {self.drafts}")
+
+    def max_cold(self, top_k: int) -> int:
+        """Cold items allowed in a top-``top_k`` list (0 when the method is off)."""
+        return 0 if self.method == "off" else math.floor(self.epsilon * top_k + 1e-9)
 
 
 @dataclass
@@ -38,6 +73,7 @@ class GenerationSettings:
         search: ``"beam"`` (beam search with ``num_beams``) or ``"exact"`` (the model's exact top k,
             frontier widened from ``num_beams`` up to ``max_width``).
         max_width: exact search's node budget: the widest frontier per level.
+        cold_start: how cold items join the lists (:class:`ColdStartSettings`; off by default).
     """
 
     num_beams: int = 20
@@ -45,8 +81,13 @@ class GenerationSettings:
     batch_size: int = 256
     search: str = "beam"
     max_width: int = 512
+    cold_start: ColdStartSettings = field(default_factory=ColdStartSettings)
 
     def __post_init__(self):
+        if isinstance(self.cold_start, dict):  # read from a bundle's or a run's JSON
+            self.cold_start = ColdStartSettings(**self.cold_start)
+        elif not isinstance(self.cold_start, ColdStartSettings):
+            raise ValueError(f"cold_start must be ColdStartSettings or a dict, got {type(self.cold_start).__name__}")
         if self.num_beams < 1 or self.batch_size < 1:
             raise ValueError(f"num_beams and batch_size must be >= 1, got {self.num_beams} and {self.batch_size}")
         if self.search not in SEARCHES:
@@ -95,7 +136,8 @@ def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[t
 
 @torch.no_grad()
 def search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: PrefixTrie, *, top_k: int,
-           settings: GenerationSettings | None = None, exclude_items: ExcludeItems = None) -> SearchResult:
+           settings: GenerationSettings | None = None, exclude_items: ExcludeItems = None, cold_catalogue=None,
+           history_items: torch.Tensor | None = None, vocab=None) -> SearchResult:
     """The top ``top_k`` catalogue items of each prompt row, decoded as ``settings`` say.
 
     Args:
@@ -106,8 +148,23 @@ def search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: P
         top_k: items per row; beam search uses ``max(settings.num_beams, top_k)`` beams.
         settings: default :class:`GenerationSettings` ().
         exclude_items: per-row item indices never returned.
+        cold_catalogue: the catalogue's cold items (:class:`~genrec.decoding.cold_start.ColdCatalogue`): with
+            ``settings.cold_start.method`` not ``"off"``, cold items are merged into the lists
+            (:func:`~genrec.decoding.cold_start.add_cold_start_items`); None = plain search.
+        history_items: (B, T) history item indices (-1 = padding): the ``"content"`` cold-start method's input.
+        vocab: the token layout (``normalization="level"`` when the ``"content"`` method scores drafts).
     """
     settings = settings or GenerationSettings()
+    found = _search(model, input_ids, attention_mask, trie, top_k, settings, exclude_items)
+    if cold_catalogue is None or settings.cold_start.max_cold(top_k) == 0:
+        return found
+    from genrec.decoding.cold_start import add_cold_start_items  # it runs searches itself (this module)
+
+    return add_cold_start_items(model, input_ids, attention_mask, found, cold_catalogue, settings, top_k=top_k,
+                                history_items=history_items, exclude_items=exclude_items, vocab=vocab)
+
+
+def _search(model, input_ids, attention_mask, trie, top_k, settings, exclude_items) -> SearchResult:
     if not model.config.is_encoder_decoder:
         input_ids, attention_mask = left_align(input_ids, attention_mask)
     num_beams = max(settings.num_beams, top_k)

@@ -1,0 +1,209 @@
+"""Cold-start retrieval on Amazon Beauty (issue 21): every method on the same users, per tokenizer.
+
+    GENREC_DATA_DIR=../shared/data bash benchmarks/cold_start_models.sh      # the tokenizers and recommenders
+    OMP_NUM_THREADS=1 python benchmarks/cold_start.py --runs runs/cold_start --out benchmarks/results/cold_start
+
+For each ``<runs>/<tokenizer>/genrec`` run (trained under the cold-start protocol), the test users
+whose target is a cold item (all of them) and a fixed sample of the others (``--warm-users``, seed 0;
+the same users for every tokenizer) are ranked once by plain trie-constrained beam search (20 beams),
+and the cold candidates of each method are merged into those lists
+(:mod:`genrec.decoding.cold_start`):
+
+* ``plain``: beam search alone;
+* ``epsilon_<e>``: TIGER's matching on the semantic codes of the cold items, at most ``floor(e * 10)``
+  cold items in a top 10;
+* ``content_<e>`` / ``content_fused_<e>``: the 20 cold items closest in content to the history,
+  scored by the model on their semantic prefix (``fused``: plus ``--content-weight`` x cosine), same cap;
+* ``semantic_knn``: content similarity alone over the whole catalogue (the cold-start reference).
+
+Writes ``summary.json`` (per tokenizer and method: cold Recall@10/NDCG@10 and warm Recall@10/NDCG@10,
+warm NDCG@10's change against plain), ``summary.md`` and ``tradeoff.png`` (warm NDCG@10 against cold
+Recall@10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.data import Examples
+from genrec.decoding import ColdCatalogue, ColdStartSettings, GenerationSettings, search
+from genrec.decoding.cold_start import add_cold_items, content_candidates, prefix_candidates
+from genrec.eval.metrics import per_user_metrics
+from genrec.inputs import encode_histories, prompt_has_eos
+from genrec.runs import open_run
+from genrec.tokenizer.io import atomic_write_file, atomic_write_json, atomic_write_text
+from genrec.tokenizer_inputs import build_tokenizer_inputs
+
+TOP_K = 10
+EPSILONS = (0.1, 0.2, 0.3)
+
+
+def subset(examples: Examples, rows: np.ndarray, max_history: int) -> Examples:
+    """The examples ``rows`` (histories cut to their last ``max_history`` items)."""
+    histories = [examples.history(int(m))[-max_history:] for m in rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(h) for h in histories], out=offsets[1:])
+    return Examples(user_index=examples.user_index[rows], target=examples.target[rows],
+                    history_values=np.concatenate(histories).astype(np.int64), history_offsets=offsets)
+
+
+def padded_histories(examples: Examples) -> torch.Tensor:
+    """(B, T) history item indices, -1 = padding."""
+    lengths = examples.history_lengths
+    out = torch.full((len(examples), int(lengths.max())), -1, dtype=torch.long)
+    for m in range(len(examples)):
+        out[m, : lengths[m]] = torch.from_numpy(examples.history(m))
+    return out
+
+
+def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], embeddings: torch.Tensor, args) -> dict:
+    trained = open_run(run_dir, data_dir=args.data_dir)
+    split, space = trained.split(), trained.token_space
+    item_tokens = space.codes_to_tokens(trained.sid_table().sids)
+    model = trained.load_model("cpu").eval()
+    trie = trained.trie()
+    text = trained.inputs().text
+    eos = prompt_has_eos(trained.model_config)
+    catalogue = ColdCatalogue(item_tokens, torch.from_numpy(split.cold_items), space.level_ranges, item_embeddings=embeddings)
+    settings = GenerationSettings(num_beams=args.num_beams)
+    prefix_settings = ColdStartSettings(method="prefix", num_beams=args.num_beams)
+    content_settings = ColdStartSettings(method="content", drafts=args.drafts, content_weight=0.0)
+    ranked = {}
+    start = time.perf_counter()
+    rows = np.concatenate([rows_by_kind["cold"], rows_by_kind["warm"]])
+    order = rows[np.argsort(split.test.history_lengths[rows], kind="stable")]  # batches of similar length
+    for first in range(0, len(order), args.batch_size):
+        batch_rows = order[first : first + args.batch_size]
+        examples = subset(split.test, batch_rows, trained.manifest.split.max_history)
+        ids, mask = encode_histories(examples, item_tokens, space, text, eos=eos)
+        history = padded_histories(examples)
+        with torch.no_grad():
+            plain = search(model, ids, mask, trie, top_k=TOP_K, settings=settings)
+            prefix = prefix_candidates(model, ids, mask, catalogue, prefix_settings)
+            drafts, draft_scores = content_candidates(model, ids, mask, history, catalogue, content_settings)
+        users = catalogue.knn.user_vectors(history)
+        cosines = torch.einsum("bd,bmd->bm", users, catalogue.knn.item_vectors[drafts])
+        lists = {"plain": plain.items}
+        for eps in EPSILONS:
+            cap = math.floor(eps * TOP_K + 1e-9)
+            lists[f"epsilon_{eps}"] = add_cold_items(plain, *prefix, catalogue.is_cold, TOP_K, cap).items
+            lists[f"content_{eps}"] = add_cold_items(plain, drafts, draft_scores, catalogue.is_cold, TOP_K, cap).items
+            lists[f"content_fused_{eps}"] = add_cold_items(plain, drafts, draft_scores + args.content_weight * cosines,
+                                                           catalogue.is_cold, TOP_K, cap).items
+        lists["semantic_knn"] = catalogue.knn.rank(history, TOP_K)[0]
+        for name, items in lists.items():
+            ranked.setdefault(name, []).append((torch.from_numpy(batch_rows), items))
+        print(f"{run_dir}: {min(first + args.batch_size, len(order))}/{len(order)} users, {time.perf_counter() - start:.0f} s",
+              flush=True)
+    targets = torch.from_numpy(split.test.target)
+    result = {}
+    for name, parts in ranked.items():
+        row_index = torch.cat([r for r, _ in parts])
+        items = torch.cat([i for _, i in parts])
+        metrics = per_user_metrics(items, targets[row_index], ks=(TOP_K,))
+        is_cold_row = torch.from_numpy(split.cold_items[split.test.target[row_index.numpy()]])
+        cold_in_list = (catalogue.is_cold[items.clamp(min=0)] & (items >= 0)).sum(1).float()
+        result[name] = {
+            "cold_recall@10": float(metrics["recall@10"][is_cold_row].mean()),
+            "cold_ndcg@10": float(metrics["ndcg@10"][is_cold_row].mean()),
+            "warm_recall@10": float(metrics["recall@10"][~is_cold_row].mean()),
+            "warm_ndcg@10": float(metrics["ndcg@10"][~is_cold_row].mean()),
+            "cold_items_per_list": float(cold_in_list.mean()),
+        }
+    for values in result.values():
+        values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / result["plain"]["warm_ndcg@10"] - 1
+    result["_seconds"] = time.perf_counter() - start
+    return result
+
+
+def write_markdown(summary: dict, out: Path) -> None:
+    lines = [f"# Cold-start retrieval, Amazon Beauty ({summary['users']['cold']} cold-target test users, "
+             f"{summary['users']['warm']} warm ones)", "",
+             "| tokenizer | method | cold R@10 | cold N@10 | warm R@10 | warm N@10 | warm N@10 change | cold items / list |",
+             "|---|---|---|---|---|---|---|---|"]
+    for tokenizer, methods in summary["tokenizers"].items():
+        for method, v in methods.items():
+            lines.append(f"| {tokenizer} | {method} | {v['cold_recall@10']:.4f} | {v['cold_ndcg@10']:.4f} | {v['warm_recall@10']:.4f} | "
+                         f"{v['warm_ndcg@10']:.4f} | {100 * v['warm_ndcg@10_change']:+.1f}% | {v['cold_items_per_list']:.2f} |")
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n", mode=0o644)
+
+
+def plot(summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x"}
+    for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), summary["tokenizers"].items(), strict=False):
+        for method, v in methods.items():
+            family = method.rsplit("_", 1)[0] if method[-1].isdigit() else method
+            ax.scatter(v["cold_recall@10"], v["warm_ndcg@10"], color=color, marker=markers.get(family, "o"),
+                       label=f"{tokenizer} {family}")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, ncol=2)
+    ax.set_xlabel("cold Recall@10 (test users whose target is a cold item)")
+    ax.set_ylabel("warm NDCG@10 (the other test users)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        atomic_write_file(out / "tradeoff.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"), mode=0o644)
+    finally:
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs/cold_start", help="folder of <tokenizer>/genrec runs")
+    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "quasid", "adasid"])
+    parser.add_argument("--out", default="benchmarks/results/cold_start")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--warm-users", type=int, default=3000, help="warm test users sampled (seed 0); 0 = all")
+    parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument("--drafts", type=int, default=20)
+    parser.add_argument("--content-weight", type=float, default=5.0, help="content_fused: weight of the cosine")
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    runs = {name: Path(args.runs) / name / "genrec" for name in args.tokenizers}
+    first = open_run(next(iter(runs.values())), data_dir=args.data_dir)
+    split = first.split()
+    is_cold_row = split.cold_items[split.test.target]
+    warm = np.flatnonzero(~is_cold_row)
+    if args.warm_users:
+        warm = np.sort(np.random.default_rng(0).choice(warm, size=min(args.warm_users, len(warm)), replace=False))
+    rows_by_kind = {"cold": np.flatnonzero(is_cold_row), "warm": warm}
+    embeddings = build_tokenizer_inputs(first.dataset().items).x  # the tokenizers' own input: cached text embeddings
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    summary = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+               "date": time.strftime("%Y-%m-%d"), "commit": commit,
+               "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {torch.backends.cpu.get_cpu_capability()}",
+               "users": {"cold": len(rows_by_kind["cold"]), "warm": len(rows_by_kind["warm"]),
+                         "warm_of": int((~is_cold_row).sum())},
+               "settings": {"num_beams": args.num_beams, "drafts": args.drafts, "content_weight": args.content_weight,
+                            "top_k": TOP_K, "epsilons": list(EPSILONS)},
+               "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {}}
+    for name, run_dir in runs.items():
+        result = evaluate_run(run_dir, rows_by_kind, embeddings, args)
+        summary["seconds"][name] = result.pop("_seconds")
+        summary["tokenizers"][name] = result
+        atomic_write_json(out / "summary.json", summary, mode=0o644)  # partial results survive an interruption
+        write_markdown(summary, out)
+    plot(summary, out)
+    print((out / "summary.md").read_text())
+    return summary
+
+
+if __name__ == "__main__":
+    main()
