@@ -73,7 +73,10 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], embeddings:
     trie = trained.trie()
     text = trained.inputs().text
     eos = prompt_has_eos(trained.model_config)
-    catalogue = ColdCatalogue(item_tokens, torch.from_numpy(split.cold_items), space.level_ranges, item_embeddings=embeddings)
+    # Cold = no training interaction (what a deployed model knows): the protocol's held-out items and items seen only as
+    # validation / test targets. Cold metrics are over the test users whose target is one of the protocol's cold items.
+    catalogue = ColdCatalogue(item_tokens, torch.from_numpy(split.untrained_items()), space.level_ranges,
+                              item_embeddings=embeddings)
     settings = GenerationSettings(num_beams=args.num_beams)
     prefix_settings = ColdStartSettings(method="prefix", num_beams=args.num_beams)
     content_settings = ColdStartSettings(method="content", drafts=args.drafts, content_weight=0.0)

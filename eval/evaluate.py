@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from genrec.decoding import GenerationSettings, left_align  # noqa: F401 (left_align: re-exported for older imports)
+from genrec.decoding import ColdCatalogue, ColdStartSettings, GenerationSettings, left_align  # noqa: F401 (left_align: re-exported)
 from genrec.decoding import search as search_items
 from genrec.eval.metrics import per_user_metrics
 from genrec.training.sampler import LengthBucketBatchSampler
@@ -73,6 +73,8 @@ def evaluate_generative(
     search: str = GenerationSettings.search,
     max_width: int = GenerationSettings.max_width,
     normalization: str = GenerationSettings.normalization,
+    cold_start: ColdStartSettings | None = None,
+    cold_catalogue: ColdCatalogue | None = None,
 ) -> EvalResult:
     """Rank the catalogue for every example of ``dataset`` and score the targets.
 
@@ -89,7 +91,17 @@ def evaluate_generative(
         search: ``"beam"`` or ``"exact"`` (:func:`genrec.decoding.exact_top_k` from width ``num_beams`` up to
             ``max_width``; the result's ``search_stats`` hold the certified share and prefixes expanded per user).
         max_users: evaluate only the first ``max_users`` examples (quick validation); None = all.
+        cold_start, cold_catalogue: cold-start decoding (:class:`~genrec.decoding.ColdStartSettings`; the catalogue's
+            cold items as a :class:`~genrec.decoding.ColdCatalogue`, needed unless the method is ``"off"``). Only
+            ``"prefix"`` here: the ``"content"`` method needs the users' history items (``benchmarks/cold_start.py``).
     """
+    cold_start = cold_start or ColdStartSettings()
+    if cold_start.method != "off":
+        if cold_start.method == "content":
+            raise ValueError("cold_start.method='content' needs history items and content embeddings: evaluate it with "
+                             "benchmarks/cold_start.py; evaluation supports 'prefix'")
+        if cold_catalogue is None:
+            raise ValueError(f"cold_start.method={cold_start.method!r} needs the catalogue's cold items (cold_catalogue)")
     top_k = max(ks)
     if num_beams < top_k:
         raise ValueError(f"num_beams={num_beams} must be >= the largest K ({top_k})")
@@ -106,13 +118,15 @@ def evaluate_generative(
     is_main = accelerator is None or accelerator.is_local_main_process
 
     settings = GenerationSettings(num_beams=num_beams, normalization=normalization, batch_size=batch_size, search=search,
-                                  max_width=max(max_width, num_beams))
+                                  max_width=max(max_width, num_beams), cold_start=cold_start)
+    if cold_catalogue is not None:
+        cold_catalogue = cold_catalogue.to(device)
     start = time.perf_counter()
     ranked_all, target_all, user_all = [], [], []
     certified_count = expanded_total = 0
     for batch in tqdm(loader, desc=desc, disable=not (show_progress and is_main), dynamic_ncols=True):
         found = search_items(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), trie, top_k=top_k,
-                             settings=settings)
+                             settings=settings, cold_catalogue=cold_catalogue if cold_start.method != "off" else None)
         items = found.items.to(device)
         if found.certified is not None:
             certified_count += int(found.certified.sum())

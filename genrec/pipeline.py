@@ -803,10 +803,7 @@ class GenerativeRecommender:
                 items = dataset.items
                 if split is not None:
                     popular = PopularItems.from_sequences(split.item_ids, split.train_item_sequences())
-                    trained = np.zeros(len(split.item_ids), dtype=bool)
-                    for sequence in split.train_item_sequences():
-                        trained[np.asarray(sequence, dtype=np.int64)] = True
-                    warm_items = [item for item, seen in zip(split.item_ids, trained, strict=True) if seen]
+                    warm_items = [item for item, cold in zip(split.item_ids, split.untrained_items(), strict=True) if not cold]
                     user_ids = split.user_ids
                     training_data = (f"{dataset.name}: {len(split.item_ids)} items, {len(split.user_ids)} users, "
                                      f"{len(dataset.interactions)} interactions (chronological leave-one-out split)")

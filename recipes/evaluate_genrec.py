@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from genrec.data.split import SplitData
+from genrec.decoding import ColdCatalogue, ColdStartSettings
 from genrec.eval.evaluate import EvalResult, evaluate_generative
 from genrec.eval.per_user import write_per_user  # also imported from here by runs of older versions
 from genrec.inputs import ModelInputs
@@ -78,14 +79,24 @@ def load_run(run: str | Path, data_dir: str | None = None, device: str | torch.d
 
 def evaluate_run(loaded: LoadedRun, split: str = "test", *, num_beams: int | None = None, batch_size: int | None = None,
                  max_users: int | None = None, show_progress: bool = True, search: str | None = None,
-                 max_width: int | None = None) -> EvalResult:
-    """:func:`evaluate_generative` on the run's ``split`` rows as the training recipe evaluates them."""
+                 max_width: int | None = None, cold_start: ColdStartSettings | None = None) -> EvalResult:
+    """:func:`evaluate_generative` on the run's ``split`` rows as the training recipe evaluates them.
+
+    ``cold_start``: cold-start decoding of the test split (default: the run's ``eval.cold_start``).
+    """
     generation = loaded.trained.generation
+    cold_start = cold_start or generation.cold_start
+    cold_catalogue = None
+    if split == "test" and cold_start.method != "off":  # validation targets are never cold items
+        cold_catalogue = ColdCatalogue(loaded.trained.token_space.codes_to_tokens(loaded.trained.sid_table().sids),
+                                       torch.from_numpy(loaded.split.untrained_items()), loaded.trained.token_space.level_ranges)
     return evaluate_generative(loaded.model, loaded.dataset(split), loaded.trained.trie(), loaded.inputs.eval_collator,
                                num_beams=num_beams or generation.num_beams, ks=tuple(loaded.trained.manifest.ks),
                                batch_size=batch_size or generation.batch_size, max_users=max_users, show_progress=show_progress,
                                desc=split, search=search or generation.search, max_width=max_width or generation.max_width,
-                               normalization=generation.normalization)
+                               normalization=generation.normalization,
+                               cold_start=cold_start if cold_catalogue is not None else None,
+                               cold_catalogue=cold_catalogue)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -97,6 +108,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--search", choices=["beam", "exact"], default=None,
                    help="beam search or the model's exact top-k (default: the run's eval.search)")
     p.add_argument("--max-width", type=int, default=None, help="exact search's node budget (default: the run's eval.max_width)")
+    p.add_argument("--cold-start", choices=["off", "prefix"], default=None,
+                   help="test split: add cold items (no training interactions) by their semantic codes (TIGER); "
+                        "default: the run's eval.cold_start")
+    p.add_argument("--cold-epsilon", type=float, default=None, help="with --cold-start prefix: at most floor(epsilon * K) "
+                   "cold items per list (default: the run's, 0.1)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--base-model", default=None, metavar="PATH",
                    help="LoRA runs: the pretrained checkpoint folder (default: the run's model.lora.pretrained)")
@@ -108,12 +124,17 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     run = Path(args.run)
     loaded = load_run(run, args.data_dir, base_model=args.base_model)
+    cold_start = loaded.trained.generation.cold_start
+    overrides = {k: v for k, v in (("method", args.cold_start), ("epsilon", args.cold_epsilon)) if v is not None}
+    if overrides:
+        cold_start = ColdStartSettings(**{**dataclasses.asdict(cold_start), **overrides})
     res = evaluate_run(loaded, args.split, num_beams=args.num_beams, batch_size=args.batch_size, max_users=args.max_users,
-                       search=args.search, max_width=args.max_width)
+                       search=args.search, max_width=args.max_width, cold_start=cold_start)
     num_beams = args.num_beams or loaded.trained.generation.num_beams
     result = {"split": args.split, "metrics": res.metrics, "num_users": res.num_users, "seconds": res.seconds,
               "users_per_second": res.users_per_second, "num_beams": num_beams, "model_type": loaded.trained.model_type,
               "search": args.search or loaded.trained.generation.search, "search_stats": res.search_stats,
+              "cold_start": dataclasses.asdict(cold_start) if args.split == "test" and cold_start.method != "off" else None,
               "device": str(next(loaded.model.parameters()).device),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d")}
     cold_by_user = loaded.split.cold_test_users() if args.split == "test" else None

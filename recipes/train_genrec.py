@@ -56,7 +56,7 @@ from genrec.config import (
 )
 from genrec.data import SplitSettings, load_dataset
 from genrec.data.split import SplitData
-from genrec.decoding import GenerationSettings, PrefixTrie
+from genrec.decoding import ColdCatalogue, GenerationSettings, PrefixTrie
 from genrec.eval.evaluate import evaluate_generative
 from genrec.eval.per_user import write_per_user
 from genrec.eval.report import plot_learning_curve
@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     set_seed(cfg.training.seed)  # the model's initial weights (and LoRA's) depend on the seed only
     inputs = build_inputs(cfg, dataset, split, sid_table)
-    trie = PrefixTrie.from_item_tokens(inputs.space.codes_to_tokens(sid_table.sids), level_ranges=inputs.space.level_ranges)
+    trie_tokens = inputs.space.codes_to_tokens(sid_table.sids)
+    trie = PrefixTrie.from_item_tokens(trie_tokens, level_ranges=inputs.space.level_ranges)
     timings["data_seconds"] = time.perf_counter() - t
     logger.info("%s: %d items, %d train / %d valid / %d test examples; model.type=%s", cfg.dataset, len(split.item_ids),
                 len(inputs.train_ds), len(inputs.valid_ds), len(inputs.test_ds), cfg.model.type)
@@ -214,10 +215,17 @@ def main(argv: list[str] | None = None) -> dict:
         if inputs.text_tokenizer is not None:
             inputs.text_tokenizer.save_pretrained(out / "text_tokenizer")
 
+    # Cold-start decoding (eval.cold_start) ranks the test split only: validation targets are never cold items.
+    cold_catalogue = None
+    if cfg.eval.cold_start.method != "off":
+        cold_catalogue = ColdCatalogue(trie_tokens, torch.from_numpy(split.untrained_items()), inputs.space.level_ranges)
+
     def evaluate(model, ds, acc, max_users, desc):
+        cold = desc == "test" and cold_catalogue is not None
         return evaluate_generative(model, ds, trie, inputs.eval_collator, num_beams=cfg.eval.num_beams, ks=tuple(cfg.eval.ks),
                                    batch_size=cfg.eval.batch_size, accelerator=acc, max_users=max_users, desc=desc,
-                                   search=cfg.eval.search, max_width=cfg.eval.max_width, normalization=cfg.eval.normalization)
+                                   search=cfg.eval.search, max_width=cfg.eval.max_width, normalization=cfg.eval.normalization,
+                                   cold_start=cfg.eval.cold_start if cold else None, cold_catalogue=cold_catalogue if cold else None)
 
     valid_sample = fixed_sample(inputs.valid_ds, cfg.eval.valid_max_users, cfg.eval.valid_sample_seed)
 

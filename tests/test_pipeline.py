@@ -549,7 +549,7 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
     seen = rec.recommend(histories, k=5, user_ids=user_ids)
 
     folder = rec.save_pretrained(tmp_path / "bundle")
-    expected = {"README.md", CONFIG_FILE, "model", "popular_items.json", "tokenizer", "user_ids.json"}
+    expected = {"README.md", CONFIG_FILE, "model", "popular_items.json", "tokenizer", "user_ids.json", "warm_items.json"}
     if lora:
         expected |= {"text_tokenizer", "item_text_tokens.safetensors"}
     assert {p.name for p in folder.iterdir()} == expected
@@ -586,7 +586,7 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "suffix"), [("causal", "json"), ("t5_every", "json"), ("lora_llama", "safetensors"),
                                               ("lora_t5", "json")])
-def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_runs, tmp_path, name, suffix):
+def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_runs, tmp_path, name, suffix, monkeypatch):
     from safetensors.torch import load_file
 
     from genrec.recipes import evaluate_genrec
@@ -613,6 +613,28 @@ def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_
         (old / "run.json").unlink()
         (old / "vocab.json").write_text(json.dumps({"codebook_sizes": list(space.codebook_sizes), "num_user_tokens": space.num_user_tokens}))
         assert evaluate_genrec.main(["--run", str(old), "--out", str(tmp_path / "old.json")])["metrics"] == test_metrics
+    if suffix == "json":  # cold-start decoding of the test split: the recommender's ranking; epsilon 0 = plain
+        # Every tiny item has training interactions: declare six of them untrained (cold) for both paths.
+        from genrec.data.split import SplitData
+
+        monkeypatch.setattr(SplitData, "untrained_items", lambda self: np.arange(len(self.item_ids)) % 5 == 0)
+        plain = evaluate_genrec.main(["--run", str(run), "--cold-start", "prefix", "--cold-epsilon", "0", "--out", str(tmp_path / "c0.json")])
+        assert plain["metrics"] == test_metrics
+        cold = evaluate_genrec.main(["--run", str(run), "--cold-start", "prefix", "--cold-epsilon", "0.5", "--out", str(tmp_path / "c.json"),
+                                     "--per-user", str(tmp_path / "c_users.json")])
+        assert cold["cold_start"]["method"] == "prefix" and cold["cold_start"]["epsilon"] == 0.5
+        rec = GenerativeRecommender.from_pretrained(run, device="cpu")
+        split = leave_one_out_split(load_dataset(recipe_runs["data"]))
+        histories, user_ids, users = _test_requests(split)
+        out = rec.recommend(histories, k=10, user_ids=user_ids, cold_start={"method": "prefix", "epsilon": 0.5})
+        hits = [float(split.item_ids[split.test.target[m]] in r.item_ids) for m, r in enumerate(out)]
+        per_user = json.loads((tmp_path / "c_users.json").read_text())
+        recall = dict(zip(per_user["user_index"], per_user["recall@10"], strict=True))
+        assert hits == [recall[u] for u in users]  # evaluation and recommend() add the same cold items
+        cold_ids = set(rec.cold_item_ids)
+        plain_out = rec.recommend(histories, k=10, user_ids=user_ids)
+        assert len(cold_ids) == 6 and sum(len(cold_ids & set(r.item_ids)) for r in out) > sum(
+            len(cold_ids & set(r.item_ids)) for r in plain_out)
 
 
 def test_saving_refuses_weights_that_would_reload_differently(setup, tmp_path):

@@ -149,6 +149,16 @@ class SplitData:
         """``train_sequences`` as lists (row u = user ``user_ids[u]``)."""
         return [s.tolist() for s in self.train_sequences]
 
+    def untrained_items(self) -> np.ndarray:
+        """(number of items,) bool: the items no training sequence holds, the cold items of cold-start decoding.
+
+        The cold-start protocol's held-out items, and items that occur only as validation / test targets.
+        """
+        seen = np.zeros(len(self.item_ids), dtype=bool)
+        if self.train_sequences:
+            seen[np.concatenate([np.asarray(s, dtype=np.int64) for s in self.train_sequences])] = True
+        return ~seen
+
 
 def _examples(users: list[int], targets: list[int], histories: list[np.ndarray]) -> Examples:
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
