@@ -139,8 +139,11 @@ class ModelInputs:
 
 
 def prompt_has_eos(model_cfg: ModelConfig) -> bool:
-    """Whether prompts end with eos: all but the causal-encoder T5's (its last row is the inference row)."""
-    return not (model_cfg.type == "t5" and model_cfg.encoder == "causal")
+    """Whether prompts end with eos: all but the causal-encoder T5's (its last row is the inference row) and a
+    decoder-only model's with ``model.causal.prompt_eos=false``."""
+    if model_cfg.type == "t5" and model_cfg.encoder == "causal":
+        return False
+    return not (model_cfg.type == "causal" and not model_cfg.causal.prompt_eos)
 
 
 def build_inputs(model_cfg: ModelConfig, dataset, split, sid_table, *, num_user_tokens: int, max_history: int,
@@ -171,7 +174,7 @@ def build_inputs(model_cfg: ModelConfig, dataset, split, sid_table, *, num_user_
     train_collator = None
     if kind == "causal" and targets == "every_item":
         train_ds = build_causal_window_dataset(split.train_sequences, item_tokens, space.user_token_fn,
-                                               max_history=max_history, eos_id=space.eos_id)
+                                               max_history=max_history, eos_id=common["eos_id"])
     elif kind == "t5" and model_cfg.train_targets == "every_item":
         train_ds = build_every_target_dataset(split.train_sequences, item_tokens, space.user_token_fn, max_history=max_history)
         train_collator = EveryTargetCollator(pad_id=space.pad_id)

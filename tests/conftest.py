@@ -77,6 +77,7 @@ def recipe_runs(tmp_path_factory):
     configs = Path(train_genrec.__file__).parent / "configs"
     specs = {
         "causal": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL]),
+        "causal_noeos": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL, "model.causal.prompt_eos=false"]),
         "t5_every": ("genrec_beauty.yaml", [*TINY_T5_ARGS, "model.encoder=causal", "model.train_targets=every_item"]),
         "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
                                                    "model.lora.prompt=the next item is"]),

@@ -67,6 +67,13 @@ def test_causal_window_rows_exact():
     plain = build_causal_dataset(make_examples([[2, 3], [0, 1], [4]], [4, 2, 1], [0, 0, 2]), ITEM_TOKENS, lambda u: 50 + u)
     assert plain["input_ids"] == ds["input_ids"]
 
+    # Without the eos (model.causal.prompt_eos=false) the last target follows the last history item, as inner ones do.
+    no_eos = build_causal_window_dataset([np.array([0, 1, 2, 3, 4]), np.array([3]), np.array([4, 1])], ITEM_TOKENS,
+                                         lambda u: 50 + u, max_history=2, eos_id=None)
+    assert no_eos["input_ids"] == [[50, 12, 22, 13, 23, 14, 24], [50, 10, 20, 11, 21, 12, 22], [52, 14, 24, 11, 21]]
+    assert no_eos["labels"] == [[X, X, X, 13, 23, 14, 24], [X, X, X, 11, 21, 12, 22], [X, X, X, 11, 21]]
+    assert no_eos["prompt_length"] == [5, 5, 3]
+
 
 def test_causal_windows_make_every_training_target_a_target_once():
     rng = np.random.default_rng(1)

@@ -171,7 +171,7 @@ def build_seq2seq_dataset(examples: Examples, item_tokens: np.ndarray | torch.Te
 
 
 def build_causal_dataset(examples: Examples, item_tokens: np.ndarray | torch.Tensor,
-                         add_user_token: Callable[[int], int] | None = None, *, eos_id: int = EOS_ID,
+                         add_user_token: Callable[[int], int] | None = None, *, eos_id: int | None = EOS_ID,
                          item_text_tokens: list[list[int]] | None = None,
                          prompt_tokens: list[int] | None = None) -> datasets.Dataset:
     """Decoder-only rows, one per example (arguments as in :func:`build_seq2seq_dataset`).
@@ -239,7 +239,7 @@ def causal_windows(train_sequences: list[np.ndarray], max_history: int) -> Examp
 
 def build_causal_window_dataset(train_sequences: list[np.ndarray], item_tokens: np.ndarray | torch.Tensor,
                                 add_user_token: Callable[[int], int] | None = None, *, max_history: int = MAX_HISTORY,
-                                eos_id: int = EOS_ID) -> datasets.Dataset:
+                                eos_id: int | None = EOS_ID) -> datasets.Dataset:
     """Decoder-only training rows in which every training item is a target: one row per window.
 
     A window w_0..w_k (:func:`causal_windows`) is the :func:`build_causal_dataset` row of history

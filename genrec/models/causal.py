@@ -40,6 +40,11 @@ class CausalRecConfig:
     # loss on every item after the first (genrec.data.build_causal_window_dataset). Same prompts at
     # evaluation and serving either way.
     train_targets: str = "last"
+    # Whether prompts end with </s> before the target (the layout of every release so far). False: the
+    # target follows the last history item directly, the context from which every_item training
+    # predicts each inner item, so the last target is learnt in the same context as the others. Saved
+    # in the model's config (``genrec_prompt_eos``): evaluation, bundles and serving build the same prompts.
+    prompt_eos: bool = True
 
     def __post_init__(self):
         check_positive(self, "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings")
@@ -70,4 +75,6 @@ def build_causal(vocab: TokenSpace, cfg: CausalRecConfig | None = None):
         bos_token_id=EOS_ID,
         eos_token_id=EOS_ID,
     )
+    if not cfg.prompt_eos:
+        config.genrec_prompt_eos = False  # read by genrec.models.t5.prompt_eos_id (absent: True)
     return model_cls(config)

@@ -174,8 +174,11 @@ def build_t5(vocab: TokenSpace, cfg: T5RecConfig | None = None) -> T5ForConditio
 
 
 def prompt_eos_id(model_config, eos_id: int) -> int | None:
-    """The token that ends a prompt for this model: ``eos_id``, or None for a causal-encoder T5 (no eos)."""
-    return None if getattr(model_config, "model_type", None) == CausalEncoderT5Config.model_type else eos_id
+    """The token that ends a prompt for this model: ``eos_id``, or None for a causal-encoder T5 and for a decoder-only
+    model built with ``prompt_eos=False`` (``genrec_prompt_eos`` in its config): no eos."""
+    if getattr(model_config, "model_type", None) == CausalEncoderT5Config.model_type:
+        return None
+    return eos_id if getattr(model_config, "genrec_prompt_eos", True) else None
 
 
 def load_t5(folder: str | Path) -> T5ForConditionalGeneration:
