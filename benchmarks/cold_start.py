@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from genrec.data import Examples
-from genrec.decoding import ColdCatalogue, ColdStartSettings, GenerationSettings, search
+from genrec.decoding import ColdCatalogue, ColdStartSettings, GenerationSettings, SearchResult, search
 from genrec.decoding.cold_start import add_cold_items, content_candidates, prefix_candidates
 from genrec.eval.metrics import per_user_metrics
 from genrec.inputs import encode_histories, prompt_has_eos
@@ -44,7 +45,9 @@ from genrec.tokenizer.io import atomic_write_file, atomic_write_json, atomic_wri
 from genrec.tokenizer_inputs import build_tokenizer_inputs
 
 TOP_K = 10
-EPSILONS = (0.1, 0.2, 0.3)
+EPSILONS = (0.1, 0.2)
+# Score offsets tried by the validation calibration, largest first (log-probability units).
+OFFSETS = (0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0, -10.0, -15.0, -1e9)
 
 
 def subset(examples: Examples, rows: np.ndarray, max_history: int) -> Examples:
@@ -65,55 +68,100 @@ def padded_histories(examples: Examples) -> torch.Tensor:
     return out
 
 
-def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], embeddings: torch.Tensor, args) -> dict:
-    trained = open_run(run_dir, data_dir=args.data_dir)
-    split, space = trained.split(), trained.token_space
+def decode(trained, model, examples: Examples, catalogue: ColdCatalogue, args) -> dict:
+    """Everything the methods need for ``examples``, decoded once: the plain lists, the cold candidates of both
+    methods (with their model scores and cosines) and Semantic-KNN's lists; tensors in example order."""
+    space = trained.token_space
     item_tokens = space.codes_to_tokens(trained.sid_table().sids)
-    model = trained.load_model("cpu").eval()
-    trie = trained.trie()
-    text = trained.inputs().text
-    eos = prompt_has_eos(trained.model_config)
-    # Cold = no training interaction (what a deployed model knows): the protocol's held-out items and items seen only as
-    # validation / test targets. Cold metrics are over the test users whose target is one of the protocol's cold items.
-    catalogue = ColdCatalogue(item_tokens, torch.from_numpy(split.untrained_items()), space.level_ranges,
-                              item_embeddings=embeddings)
+    text, eos = trained.inputs().text, prompt_has_eos(trained.model_config)
     settings = GenerationSettings(num_beams=args.num_beams)
     prefix_settings = ColdStartSettings(method="prefix", num_beams=args.num_beams)
-    content_settings = ColdStartSettings(method="content", drafts=args.drafts, content_weight=0.0)
-    ranked = {}
-    start = time.perf_counter()
-    rows = np.concatenate([rows_by_kind["cold"], rows_by_kind["warm"]])
-    order = rows[np.argsort(split.test.history_lengths[rows], kind="stable")]  # batches of similar length
+    content_settings = ColdStartSettings(method="content", drafts=args.drafts)
+    trie = trained.trie()
+    parts = []
+    order = np.argsort(examples.history_lengths, kind="stable")  # batches of similar length
     for first in range(0, len(order), args.batch_size):
-        batch_rows = order[first : first + args.batch_size]
-        examples = subset(split.test, batch_rows, trained.manifest.split.max_history)
-        ids, mask = encode_histories(examples, item_tokens, space, text, eos=eos)
-        history = padded_histories(examples)
+        rows = order[first : first + args.batch_size]
+        batch = subset(examples, rows, trained.manifest.split.max_history)
+        ids, mask = encode_histories(batch, item_tokens, space, text, eos=eos)
+        history = padded_histories(batch)
         with torch.no_grad():
             plain = search(model, ids, mask, trie, top_k=TOP_K, settings=settings)
-            prefix = prefix_candidates(model, ids, mask, catalogue, prefix_settings)
+            prefix_items, prefix_scores = prefix_candidates(model, ids, mask, catalogue, prefix_settings)
             drafts, draft_scores = content_candidates(model, ids, mask, history, catalogue, content_settings)
         users = catalogue.knn.user_vectors(history)
         cosines = torch.einsum("bd,bmd->bm", users, catalogue.knn.item_vectors[drafts])
-        lists = {"plain": plain.items}
-        for eps in EPSILONS:
-            cap = math.floor(eps * TOP_K + 1e-9)
-            lists[f"epsilon_{eps}"] = add_cold_items(plain, *prefix, catalogue.is_cold, TOP_K, cap).items
-            lists[f"content_{eps}"] = add_cold_items(plain, drafts, draft_scores, catalogue.is_cold, TOP_K, cap).items
-            lists[f"content_fused_{eps}"] = add_cold_items(plain, drafts, draft_scores + args.content_weight * cosines,
-                                                           catalogue.is_cold, TOP_K, cap).items
-        lists["semantic_knn"] = catalogue.knn.rank(history, TOP_K)[0]
-        for name, items in lists.items():
-            ranked.setdefault(name, []).append((torch.from_numpy(batch_rows), items))
-        print(f"{run_dir}: {min(first + args.batch_size, len(order))}/{len(order)} users, {time.perf_counter() - start:.0f} s",
-              flush=True)
-    targets = torch.from_numpy(split.test.target)
+        parts.append({"rows": torch.from_numpy(rows), "plain_items": plain.items, "plain_scores": plain.scores,
+                      "prefix_items": prefix_items, "prefix_scores": prefix_scores, "drafts": drafts,
+                      "draft_scores": draft_scores, "cosines": cosines, "knn": catalogue.knn.rank(history, TOP_K)[0]})
+        print(f"  {min(first + args.batch_size, len(order))}/{len(order)} users", flush=True)
+    out = {}
+    inverse = torch.argsort(torch.cat([p["rows"] for p in parts]))
+    for key in parts[0]:
+        if key == "rows":
+            continue
+        width = max(p[key].shape[1] for p in parts)
+        fill = -1 if parts[0][key].dtype == torch.long else float("-inf")
+        out[key] = torch.cat([torch.nn.functional.pad(p[key], (0, width - p[key].shape[1]), value=fill) for p in parts])[inverse]
+    return out
+
+
+def method_lists(decoded: dict, is_cold: torch.Tensor, method: str, epsilon: float, offset: float, content_weight: float):
+    """The top-10 lists of one method (``plain``, ``epsilon``, ``content``, ``content_fused``, ``semantic_knn``)."""
+    plain = SearchResult(decoded["plain_items"], decoded["plain_scores"])
+    cap = math.floor(epsilon * TOP_K + 1e-9)
+    if method == "plain":
+        return plain.items
+    if method == "semantic_knn":
+        return decoded["knn"]
+    if method == "epsilon":
+        candidates, scores = decoded["prefix_items"], decoded["prefix_scores"]
+    else:
+        candidates = decoded["drafts"]
+        scores = decoded["draft_scores"] + (content_weight * decoded["cosines"] if method == "content_fused" else 0.0)
+    return add_cold_items(plain, candidates, scores + offset, is_cold, TOP_K, cap).items
+
+
+def ndcg_at_10(items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return per_user_metrics(items, targets, ks=(TOP_K,))["ndcg@10"]
+
+
+def calibrate(decoded_valid: dict, targets: torch.Tensor, is_cold, method: str, epsilon: float, args) -> float:
+    """The largest score offset (of OFFSETS) whose validation NDCG@10 stays within ``args.valid_budget`` of plain's."""
+    plain = float(ndcg_at_10(decoded_valid["plain_items"], targets).mean())
+    for offset in OFFSETS:  # largest first: the most cold items the budget allows
+        lists = method_lists(decoded_valid, is_cold, method, epsilon, offset, args.content_weight)
+        if float(ndcg_at_10(lists, targets).mean()) >= plain * (1 - args.valid_budget):
+            return offset
+    return OFFSETS[-1]
+
+
+def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows: np.ndarray, embeddings: torch.Tensor, args) -> dict:
+    trained = open_run(run_dir, data_dir=args.data_dir)
+    split, space = trained.split(), trained.token_space
+    model = trained.load_model("cpu").eval()
+    # Cold = no training interaction (what a deployed model knows): the protocol's held-out items and items seen only as
+    # validation / test targets. Cold metrics are over the test users whose target is one of the protocol's cold items.
+    catalogue = ColdCatalogue(space.codes_to_tokens(trained.sid_table().sids), torch.from_numpy(split.untrained_items()),
+                              space.level_ranges, item_embeddings=embeddings)
+    start = time.perf_counter()
+    test_rows = np.concatenate([rows_by_kind["cold"], rows_by_kind["warm"]])
+    print(f"{run_dir}: validation sample", flush=True)
+    valid = decode(trained, model, subset(split.valid, valid_rows, 10**9), catalogue, args)
+    print(f"{run_dir}: test users", flush=True)
+    test = decode(trained, model, subset(split.test, test_rows, 10**9), catalogue, args)
+    valid_targets = torch.from_numpy(split.valid.target[valid_rows])
+    targets = torch.from_numpy(split.test.target[test_rows])
+    is_cold_row = torch.from_numpy(split.cold_items[split.test.target[test_rows]])
+    variants = {"plain": ("plain", 0.0, None), "semantic_knn": ("semantic_knn", 0.0, None)}
+    for eps in EPSILONS:
+        for method in ("epsilon", "content", "content_fused"):
+            variants[f"{method}_{eps}"] = (method, eps, 0.0)
+            variants[f"{method}_{eps}_calibrated"] = (method, eps, calibrate(valid, valid_targets, catalogue.is_cold, method, eps, args))
     result = {}
-    for name, parts in ranked.items():
-        row_index = torch.cat([r for r, _ in parts])
-        items = torch.cat([i for _, i in parts])
-        metrics = per_user_metrics(items, targets[row_index], ks=(TOP_K,))
-        is_cold_row = torch.from_numpy(split.cold_items[split.test.target[row_index.numpy()]])
+    for name, (method, eps, offset) in variants.items():
+        items = method_lists(test, catalogue.is_cold, method, eps, offset or 0.0, args.content_weight)
+        metrics = per_user_metrics(items, targets, ks=(TOP_K,))
         cold_in_list = (catalogue.is_cold[items.clamp(min=0)] & (items >= 0)).sum(1).float()
         result[name] = {
             "cold_recall@10": float(metrics["recall@10"][is_cold_row].mean()),
@@ -121,6 +169,7 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], embeddings:
             "warm_recall@10": float(metrics["recall@10"][~is_cold_row].mean()),
             "warm_ndcg@10": float(metrics["ndcg@10"][~is_cold_row].mean()),
             "cold_items_per_list": float(cold_in_list.mean()),
+            **({"score_offset": offset} if name.endswith("_calibrated") else {}),
         }
     for values in result.values():
         values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / result["plain"]["warm_ndcg@10"] - 1
@@ -147,10 +196,11 @@ def plot(summary: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x"}
+    markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x",
+               "epsilon_calibrated": "D", "content_calibrated": "P", "content_fused_calibrated": "*"}
     for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), summary["tokenizers"].items(), strict=False):
         for method, v in methods.items():
-            family = method.rsplit("_", 1)[0] if method[-1].isdigit() else method
+            family = re.sub(r"_0\.\d+", "", method)
             ax.scatter(v["cold_recall@10"], v["warm_ndcg@10"], color=color, marker=markers.get(family, "o"),
                        label=f"{tokenizer} {family}")
     handles, labels = ax.get_legend_handles_labels()
@@ -177,6 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--drafts", type=int, default=20)
     parser.add_argument("--content-weight", type=float, default=5.0, help="content_fused: weight of the cosine")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--valid-users", type=int, default=3000, help="validation users (seed 0) for the offset calibration")
+    parser.add_argument("--valid-budget", type=float, default=0.01,
+                        help="calibrated variants: the largest validation NDCG@10 loss allowed (relative; default 1%%)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     runs = {name: Path(args.runs) / name / "genrec" for name in args.tokenizers}
@@ -187,18 +240,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.warm_users:
         warm = np.sort(np.random.default_rng(0).choice(warm, size=min(args.warm_users, len(warm)), replace=False))
     rows_by_kind = {"cold": np.flatnonzero(is_cold_row), "warm": warm}
+    valid_rows = np.sort(np.random.default_rng(0).choice(len(split.valid), size=min(args.valid_users, len(split.valid)),
+                                                         replace=False))
     embeddings = build_tokenizer_inputs(first.dataset().items).x  # the tokenizers' own input: cached text embeddings
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     summary = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                "date": time.strftime("%Y-%m-%d"), "commit": commit,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {torch.backends.cpu.get_cpu_capability()}",
                "users": {"cold": len(rows_by_kind["cold"]), "warm": len(rows_by_kind["warm"]),
-                         "warm_of": int((~is_cold_row).sum())},
+                         "warm_of": int((~is_cold_row).sum()), "validation": len(valid_rows)},
                "settings": {"num_beams": args.num_beams, "drafts": args.drafts, "content_weight": args.content_weight,
-                            "top_k": TOP_K, "epsilons": list(EPSILONS)},
+                            "top_k": TOP_K, "epsilons": list(EPSILONS), "offsets": list(OFFSETS),
+                            "valid_budget": args.valid_budget},
                "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {}}
     for name, run_dir in runs.items():
-        result = evaluate_run(run_dir, rows_by_kind, embeddings, args)
+        result = evaluate_run(run_dir, rows_by_kind, valid_rows, embeddings, args)
         summary["seconds"][name] = result.pop("_seconds")
         summary["tokenizers"][name] = result
         atomic_write_json(out / "summary.json", summary, mode=0o644)  # partial results survive an interruption

@@ -174,3 +174,17 @@ def test_semantic_knn_ranks_by_cosine_and_checks_its_inputs():
         ColdStartSettings(method="tiger")
     with pytest.raises(ValueError, match="epsilon"):
         ColdStartSettings(epsilon=1.5)
+
+
+def test_a_negative_score_offset_makes_cold_items_rarer():
+    vocab, model, _, trie, catalogue, ids, mask, history = _setup("t5")
+    plain = search(model, ids, mask, trie, top_k=10)
+    counts = []
+    for offset in (0.0, -2.0, -1e9):
+        settings = GenerationSettings(cold_start=ColdStartSettings(method="prefix", epsilon=0.3, score_offset=offset))
+        found = search(model, ids, mask, trie, top_k=10, settings=settings, cold_catalogue=catalogue)
+        counts.append(int(catalogue.is_cold[found.items.clamp(min=0)].sum()))
+        if offset == -1e9:
+            assert torch.equal(found.items, plain.items)
+    plain_count = int(catalogue.is_cold[plain.items.clamp(min=0)].sum())
+    assert counts[0] >= counts[1] >= counts[2] == plain_count and counts[0] > plain_count

@@ -177,4 +177,4 @@ def add_cold_start_items(model, input_ids: torch.Tensor, attention_mask: torch.T
             excluded = torch.as_tensor(sorted(set(int(i) for i in excluded)), dtype=torch.long, device=candidates.device)
             if len(excluded):
                 scores[row] = scores[row].masked_fill(torch.isin(candidates[row], excluded), NEG_INF)
-    return add_cold_items(found, candidates, scores, catalogue.is_cold, top_k, max_cold)
+    return add_cold_items(found, candidates, scores + cold_start.score_offset, catalogue.is_cold, top_k, max_cold)

@@ -40,6 +40,10 @@ class ColdStartSettings:
         drafts: ``"content"``: cold items drafted per user by content similarity.
         content_weight: ``"content"``: a draft's score is its semantic-prefix log-probability plus
             ``content_weight`` x its cosine to the user's history (0: the model's score alone).
+        score_offset: added to every cold candidate's score before it competes with the plain list (log-probability
+            units; negative = cold items enter only when they clearly beat the list's tail). Calibrate it on
+            validation users, whose targets are never cold: ``benchmarks/cold_start.py`` picks the largest offset
+            whose validation NDCG@10 loss stays within a budget.
     """
 
     method: str = "off"
@@ -47,6 +51,7 @@ class ColdStartSettings:
     num_beams: int = 20
     drafts: int = 20
     content_weight: float = 0.0
+    score_offset: float = 0.0
 
     def __post_init__(self):
         if self.method not in COLD_METHODS:
