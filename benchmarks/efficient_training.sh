@@ -6,7 +6,7 @@
 #   GENREC_DATA_DIR=../shared/data nohup bash benchmarks/efficient_training.sh > efficient.log 2>&1 &
 #
 # Hours on 2 CPU cores (each run takes one core: THREADS=1 by default, both run side by side); rerun the
-# same command after an interruption: every run continues from its newest checkpoint.
+# same command after an interruption: every run continues from its newest checkpoint (logs are appended to).
 # Writes benchmarks/results/efficient_training/ (summary.json, curves.csv, curves.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +16,10 @@ export OMP_NUM_THREADS=${THREADS:-1} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=6
 [ -f "$OUT/tokenizer/metrics.json" ] || python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml \
     output_dir="$OUT/tokenizer"
 RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" --resume)
-python "${RECIPE[@]}" output_dir="$OUT/genrec" > "$OUT/plain.log" 2>&1 &
+python "${RECIPE[@]}" output_dir="$OUT/genrec" >> "$OUT/plain.log" 2>&1 &
 # every_item: batches of 64 windows (~350 targets, ~1.4x the plain batch's 256), 500 warmup steps, validation
 # every 500 steps (~1.4 epochs); everything else as the plain run.
 python "${RECIPE[@]}" output_dir="$OUT/genrec_every" model.encoder=causal model.train_targets=every_item \
-    training.batch_size=64 training.warmup_steps=500 training.eval_every_steps=500 > "$OUT/every.log" 2>&1 &
+    training.batch_size=64 training.warmup_steps=500 training.eval_every_steps=500 >> "$OUT/every.log" 2>&1 &
 wait
 python benchmarks/efficient_training.py plain="$OUT/genrec" every_item="$OUT/genrec_every" --out benchmarks/results/efficient_training
