@@ -46,8 +46,7 @@ from genrec.tokenizer_inputs import build_tokenizer_inputs
 
 TOP_K = 10
 EPSILONS = (0.1, 0.2)
-# Score offsets tried by the validation calibration, largest first (log-probability units).
-OFFSETS = (0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0, -10.0, -15.0, -1e9)
+OFFSET_RANGE = 100.0  # the validation calibration searches score offsets in [-100, 100] (log-probability units)
 
 
 def subset(examples: Examples, rows: np.ndarray, max_history: int) -> Examples:
@@ -106,7 +105,8 @@ def decode(trained, model, examples: Examples, catalogue: ColdCatalogue, args) -
     return out
 
 
-def method_lists(decoded: dict, is_cold: torch.Tensor, method: str, epsilon: float, offset: float, content_weight: float):
+def method_lists(decoded: dict, is_cold: torch.Tensor, method: str, epsilon: float, offset: float, content_weight: float,
+                 placement: str = "score"):
     """The top-10 lists of one method (``plain``, ``epsilon``, ``content``, ``content_fused``, ``semantic_knn``)."""
     plain = SearchResult(decoded["plain_items"], decoded["plain_scores"])
     cap = math.floor(epsilon * TOP_K + 1e-9)
@@ -119,7 +119,7 @@ def method_lists(decoded: dict, is_cold: torch.Tensor, method: str, epsilon: flo
     else:
         candidates = decoded["drafts"]
         scores = decoded["draft_scores"] + (content_weight * decoded["cosines"] if method == "content_fused" else 0.0)
-    return add_cold_items(plain, candidates, scores + offset, is_cold, TOP_K, cap).items
+    return add_cold_items(plain, candidates, scores + offset, is_cold, TOP_K, cap, placement).items
 
 
 def ndcg_at_10(items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -127,13 +127,27 @@ def ndcg_at_10(items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def calibrate(decoded_valid: dict, targets: torch.Tensor, is_cold, method: str, epsilon: float, args) -> float:
-    """The largest score offset (of OFFSETS) whose validation NDCG@10 stays within ``args.valid_budget`` of plain's."""
+    """The largest score offset whose validation NDCG@10 stays within ``args.valid_budget`` of plain's.
+
+    Validation targets are never cold, so every cold item a list takes there can only cost NDCG: the
+    offset buys as many cold items as the budget allows. Bisection over [-OFFSET_RANGE, OFFSET_RANGE]
+    (the loss grows with the offset); -inf when even the lowest offset costs more than the budget.
+    """
     plain = float(ndcg_at_10(decoded_valid["plain_items"], targets).mean())
-    for offset in OFFSETS:  # largest first: the most cold items the budget allows
-        lists = method_lists(decoded_valid, is_cold, method, epsilon, offset, args.content_weight)
-        if float(ndcg_at_10(lists, targets).mean()) >= plain * (1 - args.valid_budget):
-            return offset
-    return OFFSETS[-1]
+
+    def within(offset: float) -> bool:
+        lists = method_lists(decoded_valid, is_cold, method, epsilon, offset, args.content_weight, "tail")
+        return float(ndcg_at_10(lists, targets).mean()) >= plain * (1 - args.valid_budget)
+
+    low, high = -OFFSET_RANGE, OFFSET_RANGE
+    if not within(low):
+        return float("-inf")
+    if within(high):
+        return high
+    for _ in range(24):
+        middle = (low + high) / 2
+        low, high = (middle, high) if within(middle) else (low, middle)
+    return low
 
 
 def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows: np.ndarray, embeddings: torch.Tensor, args) -> dict:
@@ -153,14 +167,18 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
     valid_targets = torch.from_numpy(split.valid.target[valid_rows])
     targets = torch.from_numpy(split.test.target[test_rows])
     is_cold_row = torch.from_numpy(split.cold_items[split.test.target[test_rows]])
-    variants = {"plain": ("plain", 0.0, None), "semantic_knn": ("semantic_knn", 0.0, None)}
+    # <method>_<eps>: cold items ranked by score among the list, no offset (TIGER's rule as is);
+    # <method>_<eps>_tail: the offset calibrated on validation, admitted cold items in the last places.
+    variants = {"plain": ("plain", 0.0, None, "score"), "semantic_knn": ("semantic_knn", 0.0, None, "score")}
     for eps in EPSILONS:
         for method in ("epsilon", "content", "content_fused"):
-            variants[f"{method}_{eps}"] = (method, eps, 0.0)
-            variants[f"{method}_{eps}_calibrated"] = (method, eps, calibrate(valid, valid_targets, catalogue.is_cold, method, eps, args))
+            variants[f"{method}_{eps}"] = (method, eps, 0.0, "score")
+            variants[f"{method}_{eps}_tail"] = (method, eps, calibrate(valid, valid_targets, catalogue.is_cold, method, eps, args),
+                                                "tail")
     result = {}
-    for name, (method, eps, offset) in variants.items():
-        items = method_lists(test, catalogue.is_cold, method, eps, offset or 0.0, args.content_weight)
+    for name, (method, eps, offset, placement) in variants.items():
+        items = method_lists(test, catalogue.is_cold, method, eps, offset if offset is not None else 0.0, args.content_weight,
+                             placement)
         metrics = per_user_metrics(items, targets, ks=(TOP_K,))
         cold_in_list = (catalogue.is_cold[items.clamp(min=0)] & (items >= 0)).sum(1).float()
         result[name] = {
@@ -169,7 +187,7 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
             "warm_recall@10": float(metrics["recall@10"][~is_cold_row].mean()),
             "warm_ndcg@10": float(metrics["ndcg@10"][~is_cold_row].mean()),
             "cold_items_per_list": float(cold_in_list.mean()),
-            **({"score_offset": offset} if name.endswith("_calibrated") else {}),
+            **({"score_offset": offset if math.isfinite(offset) else None} if name.endswith("_tail") else {}),
         }
     for values in result.values():
         values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / result["plain"]["warm_ndcg@10"] - 1
@@ -197,7 +215,7 @@ def plot(summary: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x",
-               "epsilon_calibrated": "D", "content_calibrated": "P", "content_fused_calibrated": "*"}
+               "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*"}
     for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), summary["tokenizers"].items(), strict=False):
         for method, v in methods.items():
             family = re.sub(r"_0\.\d+", "", method)
@@ -225,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warm-users", type=int, default=3000, help="warm test users sampled (seed 0); 0 = all")
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--drafts", type=int, default=20)
-    parser.add_argument("--content-weight", type=float, default=5.0, help="content_fused: weight of the cosine")
+    parser.add_argument("--content-weight", type=float, default=20.0, help="content_fused: weight of the cosine")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--valid-users", type=int, default=3000, help="validation users (seed 0) for the offset calibration")
     parser.add_argument("--valid-budget", type=float, default=0.01,
@@ -250,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
                "users": {"cold": len(rows_by_kind["cold"]), "warm": len(rows_by_kind["warm"]),
                          "warm_of": int((~is_cold_row).sum()), "validation": len(valid_rows)},
                "settings": {"num_beams": args.num_beams, "drafts": args.drafts, "content_weight": args.content_weight,
-                            "top_k": TOP_K, "epsilons": list(EPSILONS), "offsets": list(OFFSETS),
+                            "top_k": TOP_K, "epsilons": list(EPSILONS), "offset_range": OFFSET_RANGE,
                             "valid_budget": args.valid_budget},
                "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {}}
     for name, run_dir in runs.items():

@@ -72,7 +72,7 @@ def test_prefix_candidates_are_the_cold_items_under_the_best_cold_prefixes(kind)
             assert score == pytest.approx(float(prefix_scores[user, item]), abs=1e-4)
 
 
-def _reference_merge(items, scores, cand, cand_scores, is_cold, top_k, max_cold):
+def _reference_merge(items, scores, cand, cand_scores, is_cold, top_k, max_cold, placement="score"):
     """Plain Python: the plain list plus the best allowed cold candidates, by score (plain first, then item index)."""
     out_items, out_scores = [], []
     for row in range(len(items)):
@@ -87,6 +87,8 @@ def _reference_merge(items, scores, cand, cand_scores, is_cold, top_k, max_cold)
                 seen.add(i)
                 extra.append((-neg, 1, i))
         merged = sorted(plain + extra, key=lambda t: (-t[0], t[1], t[2] if t[1] else 0))[:top_k]
+        if placement == "tail":  # the same members: the plain ones first, in their order, then the admitted ones
+            merged = [t for t in merged if t[1] == 0] + [t for t in merged if t[1] == 1]
         out_items.append([i for _, _, i in merged] + [-1] * (top_k - len(merged)))
         out_scores.append([s for s, _, _ in merged] + [float("-inf")] * (top_k - len(merged)))
     return torch.tensor(out_items), torch.tensor(out_scores)
@@ -108,8 +110,9 @@ def test_merge_respects_the_cap_and_orders_by_score():
         cand_scores = -torch.rand(6, 7, generator=gen) * 10
         cand_scores[2] = scores[2, 4]  # ties with a plain item
         max_cold = int(trial % 4)
-        merged = add_cold_items(SearchResult(items, scores), cand, cand_scores, is_cold, top_k, max_cold)
-        ref_items, ref_scores = _reference_merge(items, scores, cand, cand_scores, is_cold, top_k, max_cold)
+        placement = "tail" if trial % 3 == 0 else "score"
+        merged = add_cold_items(SearchResult(items, scores), cand, cand_scores, is_cold, top_k, max_cold, placement)
+        ref_items, ref_scores = _reference_merge(items, scores, cand, cand_scores, is_cold, top_k, max_cold, placement)
         assert torch.equal(merged.items, ref_items), trial
         torch.testing.assert_close(merged.scores, ref_scores)
         plain_cold = (is_cold[items.clamp(min=0)] & (items >= 0)).sum(1)

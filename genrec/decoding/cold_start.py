@@ -112,12 +112,14 @@ def content_candidates(model, input_ids, attention_mask, history_items: torch.Te
 
 
 def add_cold_items(found: SearchResult, candidates: torch.Tensor, candidate_scores: torch.Tensor, is_cold: torch.Tensor,
-                   top_k: int, max_cold: int) -> SearchResult:
+                   top_k: int, max_cold: int, placement: str = "score") -> SearchResult:
     """Merge cold ``candidates`` (``(B, M)`` item indices, -1 = none, with scores) into ``found``'s lists.
 
-    Rows keep ``top_k`` items ordered by score; ties: ``found``'s item first, then the lower item
-    index. A row's list holds at most ``max_cold`` cold items (``is_cold``: ``(N,)`` bool), counting
-    those ``found`` already has (never removed).
+    The ``top_k`` best of ``found``'s items and the candidates, by score, make a row's list; ties:
+    ``found``'s item first, then the lower item index. A row's list holds at most ``max_cold`` cold
+    items (``is_cold``: ``(N,)`` bool), counting those ``found`` already has (never removed).
+    ``placement="score"`` orders the list by score; ``"tail"`` keeps ``found``'s items first, in their
+    order, and puts the admitted candidates after them (by score).
     """
     items, scores = found.items[:, :top_k], found.scores[:, :top_k]
     device = items.device
@@ -147,6 +149,11 @@ def add_cold_items(found: SearchResult, candidates: torch.Tensor, candidate_scor
     merged_items = torch.cat([items, candidates], dim=1)
     merged_scores = torch.cat([scores.float(), candidate_scores], dim=1)
     order = torch.sort(merged_scores, dim=1, descending=True, stable=True).indices[:, :top_k]
+    if placement == "tail":  # the same members; found's items first (their order), then the admitted candidates
+        key = (order >= items.shape[1]).long() + 2 * (merged_scores.gather(1, order) == NEG_INF).long()  # empty places last
+        order = order.gather(1, torch.sort(key, dim=1, stable=True).indices)
+    elif placement != "score":
+        raise ValueError(f"placement must be 'score' or 'tail', got {placement!r}")
     merged_items, merged_scores = merged_items.gather(1, order), merged_scores.gather(1, order)
     merged_items = merged_items.masked_fill(merged_scores == NEG_INF, -1)
     return SearchResult(merged_items, merged_scores.to(found.scores.dtype))
@@ -177,4 +184,5 @@ def add_cold_start_items(model, input_ids: torch.Tensor, attention_mask: torch.T
             excluded = torch.as_tensor(sorted(set(int(i) for i in excluded)), dtype=torch.long, device=candidates.device)
             if len(excluded):
                 scores[row] = scores[row].masked_fill(torch.isin(candidates[row], excluded), NEG_INF)
-    return add_cold_items(found, candidates, scores + cold_start.score_offset, catalogue.is_cold, top_k, max_cold)
+    return add_cold_items(found, candidates, scores + cold_start.score_offset, catalogue.is_cold, top_k, max_cold,
+                          cold_start.placement)

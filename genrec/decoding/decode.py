@@ -24,6 +24,7 @@ from genrec.decoding.trie import PrefixTrie
 SEARCHES = ("beam", "exact")
 NORMALIZATIONS = ("vocab", "level")
 COLD_METHODS = ("off", "prefix", "content")
+PLACEMENTS = ("score", "tail")
 # Decoder-only search repeats each prompt's KV cache per beam: small batches rank faster (BENCHMARKS.md).
 CAUSAL_BATCH_SIZE = 32
 
@@ -44,6 +45,9 @@ class ColdStartSettings:
             units; negative = cold items enter only when they clearly beat the list's tail). Calibrate it on
             validation users, whose targets are never cold: ``benchmarks/cold_start.py`` picks the largest offset
             whose validation NDCG@10 loss stays within a budget.
+        placement: where an admitted cold item goes: ``"score"`` (its rank by score among the list) or ``"tail"``
+            (after the list's other items: admitted by score, it takes the last places, so a warm user loses
+            at most the lowest-ranked items).
     """
 
     method: str = "off"
@@ -52,6 +56,7 @@ class ColdStartSettings:
     drafts: int = 20
     content_weight: float = 0.0
     score_offset: float = 0.0
+    placement: str = "score"
 
     def __post_init__(self):
         if self.method not in COLD_METHODS:
@@ -60,6 +65,8 @@ class ColdStartSettings:
             raise ValueError(f"cold_start.epsilon must be in [0, 1], got {self.epsilon!r}")
         if self.num_beams < 1 or self.drafts < 1:
             raise ValueError(f"cold_start.num_beams and cold_start.drafts must be >= 1, got {self.num_beams} and {self.drafts}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"cold_start.placement must be one of {PLACEMENTS}, got {self.placement!r}")
 
     def max_cold(self, top_k: int) -> int:
         """Cold items allowed in a top-``top_k`` list (0 when the method is off)."""
