@@ -25,5 +25,5 @@ for name in rqvae quasid adasid; do
       model.num_layers=2 model.num_decoder_layers=2 model.num_heads=4 model.d_kv=32 model.d_ff=512 \
       model.encoder=causal model.train_targets=every_item training.batch_size=64 training.max_steps=1000 \
       training.warmup_steps=200 training.eval_every_steps=1000 training.early_stopping_patience=null \
-      eval.valid_max_users=1000
+      eval.valid_max_users=1000 eval.final_validation=false
 done
