@@ -235,6 +235,24 @@ def plot(summary: dict, out: Path) -> None:
         plt.close(fig)
 
 
+def merged_with_earlier(summary: dict, path: Path, runs: dict) -> dict:
+    """``summary`` plus the tokenizers of ``path`` (another call's results) measured with the same users and settings.
+
+    Read at every write, so calls for different tokenizers may run at the same time.
+    """
+    if not path.is_file():
+        return summary
+    old = json.loads(path.read_text())
+    if old.get("users") != summary["users"] or old.get("settings") != summary["settings"]:
+        return summary
+    merged = dict(summary)
+    for key in ("runs", "tokenizers", "seconds"):
+        merged[key] = {**{k: v for k, v in old[key].items() if k not in runs}, **summary[key]}
+    if summary["command"] not in old["command"]:
+        merged["command"] = old["command"] + " ; " + summary["command"]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/cold_start", help="folder of <tokenizer>/genrec runs")
@@ -272,17 +290,11 @@ def main(argv: list[str] | None = None) -> dict:
                             "top_k": TOP_K, "epsilons": list(EPSILONS), "offset_range": OFFSET_RANGE,
                             "valid_budget": args.valid_budget},
                "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {}}
-    previous = out / "summary.json"
-    if previous.is_file():  # tokenizers measured by an earlier call with the same users and settings are kept
-        old = json.loads(previous.read_text())
-        if old.get("users") == summary["users"] and old.get("settings") == summary["settings"]:
-            for key in ("runs", "tokenizers", "seconds"):
-                summary[key] = {**{k: v for k, v in old[key].items() if k not in runs}, **summary[key]}
-            summary["command"] = old["command"] + " ; " + summary["command"]
     for name, run_dir in runs.items():
         result = evaluate_run(run_dir, rows_by_kind, valid_rows, embeddings, args)
         summary["seconds"][name] = result.pop("_seconds")
         summary["tokenizers"][name] = result
+        summary = merged_with_earlier(summary, out / "summary.json", runs)
         atomic_write_json(out / "summary.json", summary, mode=0o644)  # partial results survive an interruption
         write_markdown(summary, out)
     plot(summary, out)
