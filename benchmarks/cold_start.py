@@ -196,13 +196,27 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
     return result
 
 
+METHOD_ORDER = ("plain", "semantic_knn", "epsilon", "epsilon_tail", "content", "content_tail", "content_fused", "content_fused_tail")
+
+
+def _family(method: str) -> str:
+    """``content_fused_0.2_tail`` -> ``content_fused_tail``."""
+    return re.sub(r"_0\.\d+", "", method)
+
+
+def _tokenizers_in_order(summary: dict) -> list[tuple[str, dict]]:
+    """The summary's tokenizers, RQ-VAE (the baseline) first, then the default order of ``--tokenizers``."""
+    known = ("rqvae", "quasid", "adasid")
+    return sorted(summary["tokenizers"].items(), key=lambda kv: (known.index(kv[0]) if kv[0] in known else len(known), kv[0]))
+
+
 def write_markdown(summary: dict, out: Path) -> None:
     lines = [f"# Cold-start retrieval, Amazon Beauty ({summary['users']['cold']} cold-target test users, "
              f"{summary['users']['warm']} warm ones)", "",
              "| tokenizer | method | cold R@10 | cold N@10 | warm R@10 | warm N@10 | warm N@10 change | cold items / list |",
              "|---|---|---|---|---|---|---|---|"]
-    for tokenizer, methods in summary["tokenizers"].items():
-        for method, v in methods.items():
+    for tokenizer, methods in _tokenizers_in_order(summary):
+        for method, v in sorted(methods.items(), key=lambda kv: METHOD_ORDER.index(_family(kv[0])) * 10 + len(kv[0])):
             lines.append(f"| {tokenizer} | {method} | {v['cold_recall@10']:.4f} | {v['cold_ndcg@10']:.4f} | {v['warm_recall@10']:.4f} | "
                          f"{v['warm_ndcg@10']:.4f} | {100 * v['warm_ndcg@10_change']:+.1f}% | {v['cold_items_per_list']:.2f} |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n", mode=0o644)
@@ -217,9 +231,9 @@ def plot(summary: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x",
                "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*"}
-    for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), summary["tokenizers"].items(), strict=False):
+    for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), _tokenizers_in_order(summary), strict=False):
         for method, v in methods.items():
-            family = re.sub(r"_0\.\d+", "", method)
+            family = _family(method)
             ax.scatter(v["cold_recall@10"], v["warm_ndcg@10"], color=color, marker=markers.get(family, "o"),
                        label=f"{tokenizer} {family}")
     handles, labels = ax.get_legend_handles_labels()
