@@ -50,9 +50,9 @@ EPSILONS = (0.1, 0.2)
 OFFSET_RANGE = 100.0  # the validation calibration searches score offsets in [-100, 100] (log-probability units)
 
 
-def subset(examples: Examples, rows: np.ndarray, max_history: int) -> Examples:
-    """The examples ``rows`` (histories cut to their last ``max_history`` items)."""
-    histories = [examples.history(int(m))[-max_history:] for m in rows]
+def subset(examples: Examples, rows: np.ndarray, max_history: int | None = None) -> Examples:
+    """The examples ``rows`` (histories cut to their last ``max_history`` items; None: whole)."""
+    histories = [examples.history(int(m))[-max_history:] if max_history else examples.history(int(m)) for m in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum([len(h) for h in histories], out=offsets[1:])
     return Examples(user_index=examples.user_index[rows], target=examples.target[rows],
@@ -68,16 +68,14 @@ def padded_histories(examples: Examples) -> torch.Tensor:
     return out
 
 
-def decode(trained, model, examples: Examples, catalogue: ColdCatalogue, args) -> dict:
+def decode(trained, model, trie, item_tokens: torch.Tensor, examples: Examples, catalogue: ColdCatalogue, args) -> dict:
     """Everything the methods need for ``examples``, decoded once: the plain lists, the cold candidates of both
     methods (with their model scores and cosines) and Semantic-KNN's lists; tensors in example order."""
     space = trained.token_space
-    item_tokens = space.codes_to_tokens(trained.sid_table().sids)
     text, eos = trained.inputs().text, prompt_has_eos(trained.model_config)
     settings = GenerationSettings(num_beams=args.num_beams)
     prefix_settings = ColdStartSettings(method="prefix", num_beams=args.num_beams)
     content_settings = ColdStartSettings(method="content", drafts=args.drafts)
-    trie = trained.trie()
     parts = []
     order = np.argsort(examples.history_lengths, kind="stable")  # batches of similar length
     for first in range(0, len(order), args.batch_size):
@@ -157,14 +155,15 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
     model = trained.load_model("cpu").eval()
     # Cold = no training interaction (what a deployed model knows): the protocol's held-out items and items seen only as
     # validation / test targets. Cold metrics are over the test users whose target is one of the protocol's cold items.
-    catalogue = ColdCatalogue(space.codes_to_tokens(trained.sid_table().sids), torch.from_numpy(split.untrained_items()),
-                              space.level_ranges, item_embeddings=embeddings)
+    item_tokens = space.codes_to_tokens(trained.sid_table().sids)
+    catalogue = ColdCatalogue(item_tokens, torch.from_numpy(split.untrained_items()), space.level_ranges, item_embeddings=embeddings)
     start = time.perf_counter()
     test_rows = np.concatenate([rows_by_kind["cold"], rows_by_kind["warm"]])
     print(f"{run_dir}: validation sample", flush=True)
-    valid = decode(trained, model, subset(split.valid, valid_rows, 10**9), catalogue, args)
+    trie = trained.trie()
+    valid = decode(trained, model, trie, item_tokens, subset(split.valid, valid_rows), catalogue, args)
     print(f"{run_dir}: test users", flush=True)
-    test = decode(trained, model, subset(split.test, test_rows, 10**9), catalogue, args)
+    test = decode(trained, model, trie, item_tokens, subset(split.test, test_rows), catalogue, args)
     valid_targets = torch.from_numpy(split.valid.target[valid_rows])
     targets = torch.from_numpy(split.test.target[test_rows])
     is_cold_row = torch.from_numpy(split.cold_items[split.test.target[test_rows]])

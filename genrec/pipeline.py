@@ -434,7 +434,7 @@ class GenerativeRecommender:
         if cold_start is None:
             cold_start = self.generation.cold_start
         elif isinstance(cold_start, dict):
-            cold_start = ColdStartSettings(**{**asdict(self.generation.cold_start), **cold_start})
+            cold_start = ColdStartSettings.from_dict(cold_start, base=self.generation.cold_start)
         elif not isinstance(cold_start, ColdStartSettings):
             raise TypeError(f"cold_start must be ColdStartSettings or a dict, got {type(cold_start).__name__}")
         if cold_start.method == "content":

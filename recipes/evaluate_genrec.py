@@ -88,8 +88,8 @@ def evaluate_run(loaded: LoadedRun, split: str = "test", *, num_beams: int | Non
     cold_start = cold_start or generation.cold_start
     cold_catalogue = None
     if split == "test" and cold_start.method != "off":  # validation targets are never cold items
-        cold_catalogue = ColdCatalogue(loaded.trained.token_space.codes_to_tokens(loaded.trained.sid_table().sids),
-                                       torch.from_numpy(loaded.split.untrained_items()), loaded.trained.token_space.level_ranges)
+        cold_catalogue = ColdCatalogue(loaded.space.codes_to_tokens(loaded.sid_table.sids),
+                                       torch.from_numpy(loaded.split.untrained_items()), loaded.space.level_ranges)
     return evaluate_generative(loaded.model, loaded.dataset(split), loaded.trained.trie(), loaded.inputs.eval_collator,
                                num_beams=num_beams or generation.num_beams, ks=tuple(loaded.trained.manifest.ks),
                                batch_size=batch_size or generation.batch_size, max_users=max_users, show_progress=show_progress,
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     cold_start = loaded.trained.generation.cold_start
     overrides = {k: v for k, v in (("method", args.cold_start), ("epsilon", args.cold_epsilon)) if v is not None}
     if overrides:
-        cold_start = ColdStartSettings(**{**dataclasses.asdict(cold_start), **overrides})
+        cold_start = ColdStartSettings.from_dict(overrides, base=cold_start)
     res = evaluate_run(loaded, args.split, num_beams=args.num_beams, batch_size=args.batch_size, max_users=args.max_users,
                        search=args.search, max_width=args.max_width, cold_start=cold_start)
     num_beams = args.num_beams or loaded.trained.generation.num_beams

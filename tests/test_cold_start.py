@@ -177,6 +177,9 @@ def test_semantic_knn_ranks_by_cosine_and_checks_its_inputs():
         ColdStartSettings(method="tiger")
     with pytest.raises(ValueError, match="epsilon"):
         ColdStartSettings(epsilon=1.5)
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['epsilom'\]"):
+        GenerationSettings(cold_start={"method": "prefix", "epsilom": 0.2})
+    assert ColdStartSettings.from_dict({"epsilon": 0.3}, base=ColdStartSettings(method="prefix")).method == "prefix"
 
 
 def test_a_negative_score_offset_makes_cold_items_rarer():

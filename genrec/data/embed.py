@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,17 +104,14 @@ def load_cache(folder: Path) -> dict[str, np.ndarray]:
     return found
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    atomic_write_file(path, write, mode=0o644)  # mode 0644: the cache may be shared
-
-
 def write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> Path:
     """Store ``vectors`` (n, d) float32 under ``keys`` (n text keys) as one new shard; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     name = "shard-" + hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
     shard = folder / f"{name}.safetensors"
-    _atomic_write(shard, lambda p: save_file({"embeddings": np.ascontiguousarray(vectors, dtype=np.float32)}, p))
-    _atomic_write(folder / f"{name}.json", lambda p: Path(p).write_text(json.dumps(keys)))
+    # mode 0644: the cache may be shared
+    atomic_write_file(shard, lambda p: save_file({"embeddings": np.ascontiguousarray(vectors, dtype=np.float32)}, p), mode=0o644)
+    atomic_write_file(folder / f"{name}.json", lambda p: Path(p).write_text(json.dumps(keys)), mode=0o644)
     return shard
 
 

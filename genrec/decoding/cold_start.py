@@ -57,7 +57,7 @@ class ColdCatalogue:
         self.cold = torch.nonzero(cold_items).squeeze(1)  # (C,) item indices
         self.prefix_tokens = item_tokens[:, : depth - 1]  # (N, D - 1): every item's semantic codes
         self.knn = SemanticKNN(item_embeddings) if item_embeddings is not None else None
-        self.prefix_trie = None
+        self.prefix_trie = self.items_by_prefix = None
         if len(self.cold):
             prefixes, inverse = torch.unique(self.prefix_tokens[self.cold], dim=0, return_inverse=True)
             self.prefix_trie = PrefixTrie.from_item_tokens(prefixes, level_ranges=list(level_ranges)[: depth - 1])
@@ -74,7 +74,7 @@ class ColdCatalogue:
 
     def to(self, device) -> ColdCatalogue:
         for name in ("is_cold", "cold", "prefix_tokens", "items_by_prefix"):
-            if hasattr(self, name):
+            if getattr(self, name) is not None:
                 setattr(self, name, getattr(self, name).to(device))
         if self.prefix_trie is not None:
             self.prefix_trie = self.prefix_trie.to(device)

@@ -13,7 +13,7 @@ search, exact search's budget) in one place: the recipes' ``eval`` section and a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -68,6 +68,15 @@ class ColdStartSettings:
         if self.placement not in PLACEMENTS:
             raise ValueError(f"cold_start.placement must be one of {PLACEMENTS}, got {self.placement!r}")
 
+    @classmethod
+    def from_dict(cls, data: dict, base: ColdStartSettings | None = None) -> ColdStartSettings:
+        """Settings from a dict (a config, a bundle, ``recommend(cold_start={...})``) over ``base`` (default: the defaults)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"cold_start: unknown setting(s) {unknown}; the settings are {sorted(known)}")
+        return cls(**{**asdict(base or cls()), **data})
+
     def max_cold(self, top_k: int) -> int:
         """Cold items allowed in a top-``top_k`` list (0 when the method is off)."""
         return 0 if self.method == "off" else math.floor(self.epsilon * top_k + 1e-9)
@@ -97,7 +106,7 @@ class GenerationSettings:
 
     def __post_init__(self):
         if isinstance(self.cold_start, dict):  # read from a bundle's or a run's JSON
-            self.cold_start = ColdStartSettings(**self.cold_start)
+            self.cold_start = ColdStartSettings.from_dict(self.cold_start)
         elif not isinstance(self.cold_start, ColdStartSettings):
             raise ValueError(f"cold_start must be ColdStartSettings or a dict, got {type(self.cold_start).__name__}")
         if self.num_beams < 1 or self.batch_size < 1:
