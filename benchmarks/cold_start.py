@@ -190,7 +190,8 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
             **({"score_offset": offset if math.isfinite(offset) else None} if name.endswith("_tail") else {}),
         }
     for values in result.values():
-        values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / result["plain"]["warm_ndcg@10"] - 1
+        plain = result["plain"]["warm_ndcg@10"]
+        values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / plain - 1 if plain > 0 else float("nan")  # nan: no warm hit
     result["_seconds"] = time.perf_counter() - start
     return result
 
