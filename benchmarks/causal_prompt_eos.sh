@@ -22,6 +22,6 @@ for seed in ${SEEDS:-42}; do
     run="$OUT/${arm}_s$seed"
     eos=$([ "$arm" = eos ] && echo true || echo false)
     [ -f "$run/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_causal.yaml --resume "${COMMON[@]}" \
-        model.causal.prompt_eos="$eos" training.seed="$seed" output_dir="$run" 2>&1 | grep -v "it/s\]" > "$run.log"
+        model.causal.prompt_eos="$eos" training.seed="$seed" output_dir="$run" 2>&1 | grep -v "it/s\]" >> "$run.log"
   done
 done

@@ -47,10 +47,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from genrec.config import (
+    ConfigError,
     ConfigValueError,
     add_data_dir_argument,
     check_positive,
     data_dir_overrides,
+    from_dict,
     load_config,
     require,
 )
@@ -140,12 +142,21 @@ def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_mo
 RUN_KEYS = ("dataset", "tokenizer_dir", "max_history", "cold_item_fraction", "cold_item_seed", "num_user_tokens", "model")
 
 
-def check_resumable(saved_config: Path, config: dict) -> None:
+def check_resumable(saved_config: Path, cfg: GenRecConfig) -> None:
     """Refuse ``--resume`` when the run folder's ``config.json`` differs in a :data:`RUN_KEYS` entry
-    (``training.allow_config_change_on_resume=true`` accepts it; training settings are checked by the trainer)."""
+    (``training.allow_config_change_on_resume=true`` accepts it; training settings are checked by the trainer).
+
+    The saved config is read through :class:`GenRecConfig`, so a setting added in a later release (absent
+    from an older run's file) takes its default, which by convention keeps the older behaviour, and does
+    not count as a change. A file this release cannot parse (a removed setting) is compared as written."""
     if not saved_config.is_file():
         return
     saved = json.loads(saved_config.read_text())
+    try:
+        saved = asdict(from_dict(GenRecConfig, saved, where=str(saved_config)))
+    except (ConfigError, TypeError):
+        pass
+    config = asdict(cfg)
     changed = [key for key in RUN_KEYS if key in saved and saved[key] != config.get(key)]
     if changed and not config["training"].get("allow_config_change_on_resume"):
         detail = "; ".join(f"{k}: {saved[k]!r} -> {config.get(k)!r}" for k in changed)
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         check_output_dir(out)
         if args.resume:
-            check_resumable(out / "config.json", asdict(cfg))
+            check_resumable(out / "config.json", cfg)
         out.mkdir(parents=True, exist_ok=True)
         # Written first so that a run killed after training can still be evaluated (evaluate_genrec.py reads it).
         atomic_write_json(out / "config.json", asdict(cfg))

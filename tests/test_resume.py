@@ -237,3 +237,28 @@ def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_p
     with pytest.raises(ValueError, match=r"--resume with a different model"):
         train_genrec.main(["--resume", *recipe_args(data, tok, out, *TINY_T5, "model.d_model=48", "training.epochs=1",
                                                     "training.mixed_precision=no")])
+
+
+def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path):
+    """A setting added in a later release is absent from an older run's config.json: it takes its default
+    there, so it is not a change; a real change of the model still is."""
+    import dataclasses
+    import json
+
+    from genrec.config import load_config
+    from genrec.recipes import train_genrec
+
+    cfg = load_config(train_genrec.GenRecConfig, None, ["dataset=amazon_beauty", "tokenizer_dir=tok"])
+    saved = dataclasses.asdict(cfg)
+    del saved["model"]["causal"]["prompt_eos"]  # written before model.causal.prompt_eos was added
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    train_genrec.check_resumable(path, cfg)
+
+    bigger = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=cfg.model.d_model * 2))
+    with pytest.raises(ValueError, match=r"--resume with a different model"):
+        train_genrec.check_resumable(path, bigger)
+    changed_default = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, causal=dataclasses.replace(cfg.model.causal, prompt_eos=False)))
+    with pytest.raises(ValueError, match=r"--resume with a different model"):
+        train_genrec.check_resumable(path, changed_default)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 16: the choices the converged re-implementations disagree on, measured on short runs of the converged
+# recipe (recipes/configs/genrec_beauty_full.yaml) before its long run keeps them. Equal examples per arm
+# (256,000 prefix examples, ~2 epochs), 10% warmup, one seed, the same RQ-VAE tokenizer; test ranking of the
+# first 5,000 test users with per-user metrics, so that arms are compared user by user:
+#
+#   GENREC_DATA_DIR=../shared/data bash benchmarks/anchor_choices.sh [TOKENIZER_DIR] [OUT_DIR]
+#   python benchmarks/paired_runs.py --baseline base base=OUT/base no_user_token=OUT/no_user_token \
+#       batch_1024=OUT/batch_1024
+#
+# Arms: base (user token, batch 256, Adam 1e-3 constant: the converged recipe), no_user_token (TIGER's hashed
+# user token dropped: GRID and RQ-VAE-Recommender have none), batch_1024 (4x the batch at the same LR and
+# the same examples, as GRID's large batches). Each finished arm leaves metrics.json and is skipped on a
+# rerun; an unfinished one resumes from its newest checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOK=${1:-runs/beauty_full/tokenizer}
+OUT=${2:-runs/anchor_choices}
+export OMP_NUM_THREADS=${THREADS:-1}
+COMMON=(tokenizer_dir="$TOK" training.epochs=100 training.max_train_minutes=null training.eval_every_epochs=100
+        training.eval_every_steps=null training.checkpoint_every_minutes=5 eval.final_validation=false
+        eval.test_max_users=5000)
+mkdir -p "$OUT"
+run_arm() {  # name, overrides...
+  local run="$OUT/$1"; shift
+  [ -f "$run/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml --resume \
+      "${COMMON[@]}" output_dir="$run" "$@" 2>&1 | grep -v "it/s\]" >> "$run.log"
+}
+run_arm base training.max_steps=1000 training.warmup_steps=100
+run_arm no_user_token training.max_steps=1000 training.warmup_steps=100 num_user_tokens=0
+run_arm batch_1024 training.max_steps=250 training.warmup_steps=25 training.batch_size=1024
