@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,7 +166,13 @@ def test_gate_relaxes_compatible_pairs_soft_and_hard():
     g = dict(zip(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True), soft(pairs, batch, torch.ones(2, dtype=torch.bool)).tolist(), strict=True))
     assert g[(0, 1)] == pytest.approx(1 / (1 + math.exp(3.0)), abs=1e-4)  # sigmoid((0.8 - 0.95) / 0.05)
     assert g[(2, 3)] == pytest.approx(1 / (1 + math.exp(-12.0)), abs=1e-4)
-    assert soft.last_counts == {"relaxed": 1.0}
+    # Diagnostics: which overlaps the gate preserves, and how many another theta_c would relax.
+    assert soft.last_counts == {"relaxed": 1.0, "kappa_above_0.5": 1.0, "kappa_above_0.6": 1.0, "kappa_above_0.7": 1.0,
+                                "kappa_above_0.8": 1.0, "kappa_above_0.9": 1.0}
+    assert soft.last_values["kappa_relaxed"] == pytest.approx(0.95, abs=1e-5)
+    assert soft.last_values["kappa_kept"] == pytest.approx(0.2, abs=1e-5)
+    assert soft.last_values["kappa_mean"] == pytest.approx(0.575, abs=1e-5)
+    assert "cf_relaxed" not in soft.last_values  # no CF embeddings given
     hard = SemanticCompatibilityGate(theta_c=0.8, hard=True, content=content)
     assert hard(pairs, batch, torch.ones(2, dtype=torch.bool)).tolist() == [0.0, 1.0]
     # In the repulsion, the hard gate removes the compatible pair's loss: only the incompatible pair pays.
@@ -193,6 +200,33 @@ def test_gate_can_mix_cf_similarity():
         SemanticCompatibilityGate(cf_mix=0.3)
 
 
+def test_gate_records_co_interaction_of_relaxed_and_kept_pairs_without_changing_kappa():
+    # Three colliding pairs: content cosines 0.95 / 0.5 / 0.2, CF cosines 0.7 / 0.1 / -0.3; with theta_c 0.8
+    # only (0, 1) is relaxed. CF embeddings with cf_mix 0 feed the diagnostics, never kappa.
+    content = content_with({(0, 1): 0.95, (2, 3): 0.5, (4, 5): 0.2}, n=6)
+    cf = content_with({(0, 1): 0.7, (2, 3): 0.1, (4, 5): -0.3}, n=6, seed=1)
+    batch = make_batch([[0, 0], [0, 0], [1, 1], [1, 1], [2, 2], [2, 2]])
+    pairs = candidate_pairs(batch.out.codes)
+    assert pair_set(pairs, torch.ones(len(pairs))) == {(0, 1), (2, 3), (4, 5)}
+    active = torch.ones(len(pairs), dtype=torch.bool)
+    with_cf = SemanticCompatibilityGate(theta_c=0.8, content=content, cf_embeddings=cf)
+    without = SemanticCompatibilityGate(theta_c=0.8, content=content)
+    assert torch.equal(with_cf(pairs, batch, active), without(pairs, batch, active))
+    values = with_cf.last_values
+    assert values["cf_relaxed"] == pytest.approx(0.7, abs=1e-5)
+    assert values["cf_kept"] == pytest.approx((0.1 - 0.3) / 2, abs=1e-5)
+    content_cos, cf_cos = [0.95, 0.5, 0.2], [0.7, 0.1, -0.3]
+    assert values["cf_kappa_corr"] == pytest.approx(float(np.corrcoef(content_cos, cf_cos)[0, 1]), abs=1e-4)
+    assert values["kappa_p50"] == pytest.approx(0.5, abs=1e-5)
+    assert with_cf.last_counts["kappa_above_0.5"] == 2.0 and with_cf.last_counts["kappa_above_0.6"] == 1.0
+    # Masked (inactive) pairs are left out of every diagnostic: mask (2, 3), only (4, 5) is kept.
+    rows = list(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+    with_cf(pairs, batch, torch.tensor([row != (2, 3) for row in rows]))
+    assert with_cf.last_values["cf_kept"] == pytest.approx(-0.3, abs=1e-5)
+    assert with_cf.last_values["kappa_kept"] == pytest.approx(0.2, abs=1e-5)
+    assert with_cf.last_counts["kappa_above_0.5"] == 1.0
+
+
 # ---- AdaSID load ------------------------------------------------------------------------------------
 def test_load_weights_rise_in_a_congested_bucket():
     # Catalogue: 40 items crowd code (0, 0, 0); 2 items share (5, 5, 5); the rest are spread out.
@@ -208,6 +242,9 @@ def test_load_weights_rise_in_a_congested_bucket():
     # loads 40 and 2: a = n / mean(n), renormalised to mean 1 -> 40/21 and 2/21
     assert a.tolist() == pytest.approx([40 / 21, 2 / 21])
     assert a.mean().item() == pytest.approx(1.0)
+    # The 10% most loaded pairs (here the one crowded pair) carry 40/21 of the total pressure 2.
+    assert load.last_values["top_decile_share"] == pytest.approx((40 / 21) / 2)
+    assert load.last_values["weight_min"] == pytest.approx(2 / 21)
     flat = CollisionLoadWeight(gamma=0.0)
     flat.on_epoch_start(0, 0.0, catalogue)
     assert flat(pairs, batch, torch.ones(2, dtype=torch.bool)).tolist() == [1.0, 1.0]

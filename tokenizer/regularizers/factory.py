@@ -165,7 +165,8 @@ def build_regularizers(config: dict | str, *, content: torch.Tensor | None = Non
     if rep["enabled"]:
         hooks = []
         if gate["enabled"]:
-            cf_table = getattr(cf_embeddings, "embeddings", cf_embeddings) if gate["cf_mix"] > 0 else None
+            # CF embeddings reach the gate whenever they exist: with cf_mix 0 they only feed its co-interaction diagnostics
+            cf_table = getattr(cf_embeddings, "embeddings", cf_embeddings)
             hooks.append(SemanticCompatibilityGate(gate["theta_c"], gate["temperature"], gate["hard"], content, cf_table, gate["cf_mix"], n))
         if load["enabled"]:
             hooks.append(CollisionLoadWeight(load["gamma"], load["prefix_len"]))

@@ -63,12 +63,25 @@ class SemanticCompatibilityGate(PairWeight):
         temperature: T of the soft gate (smaller = sharper).
         hard: use the step ``1[kappa < theta_c]`` instead of the sigmoid.
         content: optional (N, d) content embeddings; without it the batch's ``x`` is used.
-        cf_embeddings: optional (N, d_cf) CF item embeddings; all-zero rows mean "no CF data".
+        cf_embeddings: optional (N, d_cf) CF item embeddings; all-zero rows mean "no CF data". Used in kappa
+            only when ``cf_mix`` > 0; given with ``cf_mix`` = 0 they still feed the co-interaction diagnostics.
         cf_mix: weight of the CF cosine in kappa, ``kappa = (1 - cf_mix) cos_x + cf_mix cos_cf``; a pair
             where either item has no CF data uses ``cos_x`` alone.
         num_items: N, to check the tables' rows.
-    Diagnostics: count ``relaxed`` = active pairs with g < 0.5; value ``gate_mean`` = mean g over active pairs.
+    Diagnostics, over the active (unmasked) pairs of each batch; counts are summed over the epoch, values
+    averaged over its batches:
+
+    - counts ``relaxed`` (g < 0.5) and ``kappa_above_<t>`` for t in :data:`KAPPA_LEVELS`: how many pairs
+      another ``theta_c`` would relax (the threshold is the setting users most need to calibrate: cosine
+      scales differ between embedding models);
+    - values ``gate_mean`` (mean g), ``kappa_mean``, ``kappa_p50``, ``kappa_p90``, and ``kappa_relaxed`` /
+      ``kappa_kept``: mean kappa of the pairs the gate relaxes / keeps (which overlaps it preserves);
+    - with CF embeddings: ``cf_relaxed`` / ``cf_kept``, the mean CF cosine (co-interaction similarity) of
+      the relaxed / kept pairs whose items both have CF data, and ``cf_kappa_corr``, the correlation of
+      content and CF cosine over those pairs: whether content-compatible overlaps are also consumed alike.
     """
+
+    KAPPA_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
     name = "gate"
 
@@ -83,20 +96,23 @@ class SemanticCompatibilityGate(PairWeight):
             raise ValueError("cf_mix > 0 needs cf_embeddings")
         self.theta_c, self.temperature, self.hard, self.cf_mix = float(theta_c), float(temperature), bool(hard), float(cf_mix)
         self.content = ContentSource(content, num_items, "content embeddings (compatibility gate)")
-        cf_unit = unit_rows(check_item_table(cf_embeddings, "CF embeddings (compatibility gate)", num_items)) if cf_mix > 0 else None
+        cf_unit = None if cf_embeddings is None else unit_rows(check_item_table(cf_embeddings, "CF embeddings (compatibility gate)", num_items))
         self.register_buffer("cf_unit", cf_unit, persistent=False)
+
+    def _cf_cosine(self, pairs: CandidatePairs, batch: RegularizerBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P,) CF cosine of each pair and (P,) bool: both items have CF data."""
+        check_item_index(batch.item_index, self.cf_unit.shape[0], "CF embeddings (compatibility gate)")
+        cf = self.cf_unit[batch.item_index]
+        has_cf = cf.abs().sum(dim=1) > 0
+        return pair_cosine(cf, pairs.left, pairs.right), has_cf[pairs.left] & has_cf[pairs.right]
 
     def compatibility(self, pairs: CandidatePairs, batch: RegularizerBatch) -> torch.Tensor:
         """(P,) kappa of each pair."""
         kappa = pair_cosine(self.content.unit_rows(batch), pairs.left, pairs.right)
-        if self.cf_unit is None:
+        if self.cf_mix == 0 or self.cf_unit is None:
             return kappa
-        check_item_index(batch.item_index, self.cf_unit.shape[0], "CF embeddings (compatibility gate)")
-        cf = self.cf_unit[batch.item_index]
-        has_cf = cf.abs().sum(dim=1) > 0
-        both = has_cf[pairs.left] & has_cf[pairs.right]
-        mixed = (1 - self.cf_mix) * kappa + self.cf_mix * pair_cosine(cf, pairs.left, pairs.right)
-        return torch.where(both, mixed, kappa)
+        cf_cos, both = self._cf_cosine(pairs, batch)
+        return torch.where(both, (1 - self.cf_mix) * kappa + self.cf_mix * cf_cos, kappa)
 
     @torch.no_grad()
     def forward(self, pairs: CandidatePairs, batch: RegularizerBatch, active: torch.Tensor) -> torch.Tensor:
@@ -105,10 +121,32 @@ class SemanticCompatibilityGate(PairWeight):
             gate = (kappa < self.theta_c).float()
         else:
             gate = torch.sigmoid((self.theta_c - kappa) / self.temperature)
-        on = gate[active]
-        self.last_counts = {"relaxed": float((on < 0.5).sum())}
-        self.last_values = {"gate_mean": float(on.mean()) if on.numel() else float("nan")}
+        self._record(pairs, batch, active, kappa, gate)
         return gate
+
+    def _record(self, pairs: CandidatePairs, batch: RegularizerBatch, active: torch.Tensor, kappa: torch.Tensor,
+                gate: torch.Tensor) -> None:
+        """The batch's diagnostics (see the class docstring) into ``last_counts`` / ``last_values``."""
+        on, k = gate[active], kappa[active]
+        relaxed = on < 0.5
+        self.last_counts = {"relaxed": float(relaxed.sum()), **{f"kappa_above_{t}": float((k >= t).sum()) for t in self.KAPPA_LEVELS}}
+        nan = float("nan")
+
+        def mean(values: torch.Tensor) -> float:
+            return float(values.mean()) if values.numel() else nan
+
+        self.last_values = {"gate_mean": mean(on), "kappa_mean": mean(k), "kappa_relaxed": mean(k[relaxed]), "kappa_kept": mean(k[~relaxed])}
+        if k.numel():
+            p50, p90 = torch.quantile(k.float(), torch.tensor([0.5, 0.9], dtype=torch.float32, device=k.device)).tolist()
+            self.last_values.update(kappa_p50=p50, kappa_p90=p90)
+        if self.cf_unit is not None:
+            cf_cos, both = self._cf_cosine(pairs, batch)
+            cf_cos, both = cf_cos[active], both[active]
+            corr = nan
+            if int(both.sum()) > 2:
+                stacked = torch.stack([k[both].float(), cf_cos[both].float()])
+                corr = float(torch.corrcoef(stacked)[0, 1])
+            self.last_values.update(cf_relaxed=mean(cf_cos[both & relaxed]), cf_kept=mean(cf_cos[both & ~relaxed]), cf_kappa_corr=corr)
 
 
 class CollisionLoadWeight(PairWeight):
@@ -120,7 +158,9 @@ class CollisionLoadWeight(PairWeight):
             pair agrees (see :class:`genrec.tokenizer.pairs.CatalogueLoad`); p: items sharing the first p codes.
     The bucket histogram is rebuilt in ``on_epoch_start`` from the catalogue codes (stale by at most
     one epoch); a pair whose bucket the catalogue histogram lacks counts as n = 2 (the pair itself).
-    Diagnostics (values): ``load_mean`` = mean n over active pairs, ``load_max``, ``weight_max`` = largest a.
+    Diagnostics (values): ``load_mean`` = mean n over active pairs, ``load_max``, ``weight_max`` = largest a,
+    ``weight_min``, and ``top_decile_share``: the share of the batch's pressure (sum of a) on its 10% most
+    loaded active pairs (0.1 = spread evenly, as without the load weights).
     """
 
     name = "load"
@@ -146,7 +186,12 @@ class CollisionLoadWeight(PairWeight):
             on = load[active]
             weight = (load / on.mean()).pow(self.gamma)
             weight = weight / weight[active].mean()
-            self.last_values = {"load_mean": float(on.mean()), "load_max": float(on.max()), "weight_max": float(weight[active].max())}
+            active_weight = weight[active]
+            top = max(1, round(0.1 * on.numel()))
+            # a grows with the load, so the largest weights are the most loaded pairs
+            top_share = float(active_weight.sort(descending=True).values[:top].sum() / active_weight.sum())
+            self.last_values = {"load_mean": float(on.mean()), "load_max": float(on.max()), "weight_max": float(active_weight.max()),
+                                "weight_min": float(active_weight.min()), "top_decile_share": top_share}
         else:
             self.last_values = {}
         return weight
