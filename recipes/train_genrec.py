@@ -266,8 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
         if cold_by_user is not None:
             final["test_cold"], final["test_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
             logger.info("test, cold targets: %s", {k: round(v, 4) for k, v in final["test_cold"].items()})
-        if accelerator.is_main_process and cfg.eval.test_max_users is None:
-            # Every user's test metrics, for paired tests between runs (genrec.eval.per_user).
+        if accelerator.is_main_process:
+            # Every evaluated user's test metrics (all users, or the first eval.test_max_users: the file's
+            # user_index says which), for paired tests between runs (genrec.eval.per_user).
             write_per_user(out / "per_user_test.json", res, "test", split.user_ids, cold_by_user)
 
     if accelerator.is_main_process and result.learning_curve:

@@ -242,9 +242,6 @@ def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_p
 def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path):
     """A setting added in a later release is absent from an older run's config.json: it takes its default
     there, so it is not a change; a real change of the model still is."""
-    import dataclasses
-    import json
-
     from genrec.config import load_config
     from genrec.recipes import train_genrec
 
@@ -262,3 +259,20 @@ def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path):
         cfg.model, causal=dataclasses.replace(cfg.model.causal, prompt_eos=False)))
     with pytest.raises(ValueError, match=r"--resume with a different model"):
         train_genrec.check_resumable(path, changed_default)
+
+
+def test_a_run_tested_on_the_first_users_writes_their_per_user_metrics(tmp_path):
+    """eval.test_max_users=N still writes per_user_test.json (those N users), so short runs pair user by user."""
+    from accelerate.state import AcceleratorState
+
+    from genrec.recipes import train_genrec
+
+    data, tok = make_dataset(tmp_path)
+    out = tmp_path / "run"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train_genrec.main(recipe_args(data, tok, out, *TINY_T5, "training.epochs=1", "training.mixed_precision=no",
+                                  "eval.test_max_users=5", "eval.final_validation=false"))
+    per_user = json.loads((out / "per_user_test.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert per_user["num_users"] == 5 and sorted(per_user["user_index"]) == per_user["user_index"]
+    assert sum(per_user["recall@10"]) / 5 == pytest.approx(metrics["test"]["recall@10"])
