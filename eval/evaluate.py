@@ -36,6 +36,7 @@ class EvalResult:
     per_user: dict[str, torch.Tensor] = field(default_factory=dict)
     user_index: torch.Tensor | None = None
     ranked_items: torch.Tensor | None = None
+    targets: torch.Tensor | None = None  # (U,) each user's held-out item, aligned with ranked_items
     num_users: int = 0
     seconds: float = 0.0
     search_stats: dict | None = None  # exact search: certified_share, expanded_per_user
@@ -158,8 +159,8 @@ def evaluate_generative(
     stats = None
     if search == "exact":  # this process's share (exact search is for single-process evaluation and benchmarks)
         stats = {"certified_share": certified_count / max(1, len(users)), "expanded_per_user": expanded_total / max(1, len(users))}
-    return EvalResult(metrics=metrics, per_user=per_user, user_index=users, ranked_items=ranked, num_users=len(users), seconds=seconds,
-                      search_stats=stats)
+    return EvalResult(metrics=metrics, per_user=per_user, user_index=users, ranked_items=ranked, targets=targets, num_users=len(users),
+                      seconds=seconds, search_stats=stats)
 
 
 @torch.no_grad()

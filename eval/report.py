@@ -27,6 +27,9 @@ from genrec.tokenizer.io import atomic_write_file, atomic_write_text
 
 SCALAR_TOKENIZER_METRICS = ("collision_rate", "collided_item_share", "max_group_size", "mean_utilization", "sid_entropy_ratio",
                             "mean_hamming", "harmful_near_collision_share", "recon_error")
+# The recommender's top-1 relative to the target in the SID tree (a run's metrics.json ``test_top1``,
+# genrec.eval.sid_diagnostics.top1_sibling_share): reported beside the tokenizer metrics they explain.
+TOP1_DIAGNOSTICS = ("top1_collided_sibling_share", "top1_prefix2_only_share")
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, num_bootstrap: int = 2000, seed: int = 0) -> dict:
@@ -60,6 +63,8 @@ def _flat_row(record: dict) -> dict:
     row.update({k: float(v) for k, v in record.get("metrics", {}).items()})
     tok = record.get("tokenizer_metrics", {})
     row.update({k: float(tok[k]) for k in SCALAR_TOKENIZER_METRICS if tok.get(k) is not None})
+    top1 = record.get("test_top1") or {}
+    row.update({k: float(top1[k]) for k in TOP1_DIAGNOSTICS if top1.get(k) is not None})
     row.update({k: float(v) for k, v in record.get("timings", {}).items()})
     return row
 
@@ -121,7 +126,7 @@ def markdown_summary(summary: dict, tests: dict, metrics: Sequence[str], baselin
     """The Markdown tables: recommendation metrics, tokenizer metrics and cost (mean +- std over seeds), then the tests."""
     lines = [f"# {title}", ""] if title else []
     seeds = {name: max((v[2] for v in cols.values()), default=0) for name, cols in summary.items()}
-    tok_cols = [c for c in SCALAR_TOKENIZER_METRICS if any(c in cols for cols in summary.values())]
+    tok_cols = [c for c in (*SCALAR_TOKENIZER_METRICS, *TOP1_DIAGNOSTICS) if any(c in cols for cols in summary.values())]
     time_cols = sorted({c for cols in summary.values() for c in cols if c.endswith("_seconds")})
     header = ["tokenizer", "seeds", *metrics]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -345,14 +345,14 @@ def consecutive_prefix_sharing(codes, train_sequences: Sequence, *, semantic_lev
 
 
 # ---------------------------------------------------------------------------------------------- top-1 siblings
-def top1_sibling_share(ranked_items, targets, codes, *, prefix_len: int = 2, semantic_levels: int | None = None) -> dict:
+def top1_sibling_share(ranked_items, targets, codes, *, prefix_len: int | None = 2, semantic_levels: int | None = None) -> dict:
     """How often a user's top-ranked item is a wrong item that sits next to the target in the SID tree.
 
     Args:
         ranked_items: (U, K) item indices, best first (-1 = padding; a user whose top-1 is -1 has no item).
         targets: (U,) the held-out item of each user.
         codes: (N, L) full SIDs.
-        prefix_len: the shorter shared prefix reported (default 2: shares levels 1-2 only).
+        prefix_len: the shorter shared prefix reported (default 2: shares levels 1-2 only); None = not reported.
         semantic_levels: the leading semantic levels (default L - 1: the dedup code last).
     Returns:
         Shares over all U users: ``top1_hit_share`` (top-1 is the target); ``top1_collided_sibling_share``
@@ -363,7 +363,7 @@ def top1_sibling_share(ranked_items, targets, codes, *, prefix_len: int = 2, sem
     codes = _as_codes(codes)
     n = codes.shape[0]
     levels = _semantic_levels(codes, semantic_levels)
-    if not 1 <= prefix_len < levels:
+    if prefix_len is not None and not 1 <= prefix_len < levels:
         raise ValueError(f"prefix_len must be in 1..{levels - 1} (shorter than the {levels} semantic levels), got {prefix_len}")
     ranked = torch.as_tensor(np.asarray(ranked_items) if not isinstance(ranked_items, torch.Tensor) else ranked_items).long()
     targets = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets).long()
@@ -374,17 +374,15 @@ def top1_sibling_share(ranked_items, targets, codes, *, prefix_len: int = 2, sem
     if ranked.numel() and (int(ranked.min()) < -1 or int(ranked.max()) >= n):
         raise ValueError(f"ranked_items: item indices must be in 0..{n - 1} or -1 (padding), got {int(ranked.min())}..{int(ranked.max())}")
     users = len(targets)
-    key = f"top1_prefix{prefix_len}_only_share"
+    keys = ["top1_hit_share", "top1_collided_sibling_share"] + ([f"top1_prefix{prefix_len}_only_share"] if prefix_len else [])
     if users == 0:
-        return {"top1_users": 0, "top1_hit_share": None, "top1_collided_sibling_share": None, key: None, "top1_empty_share": None}
+        return {"top1_users": 0, **dict.fromkeys(keys), "top1_empty_share": None}
     top1 = ranked[:, 0]
     present = top1 >= 0
     wrong = present & (top1 != targets)
     shared = describe_pairs(codes[:, :levels], top1.clamp(min=0), targets).shared_prefix
-    return {"top1_users": users,
-            "top1_hit_share": float((present & ~wrong).double().mean()),
-            "top1_collided_sibling_share": float((wrong & (shared == levels)).double().mean()),
-            key: float((wrong & (shared == prefix_len)).double().mean()),
+    shares = [present & ~wrong, wrong & (shared == levels)] + ([wrong & (shared == prefix_len)] if prefix_len else [])
+    return {"top1_users": users, **{key: float(share.double().mean()) for key, share in zip(keys, shares, strict=True)},
             "top1_empty_share": float((~present).double().mean())}
 
 

@@ -157,13 +157,13 @@ def run_one(cfg: CompareConfig, name: str, seed: int, log) -> dict:
                     "recommender_train_seconds": rec["timings"]["train_seconds"], "test_eval_seconds": rec["timings"]["test_eval_seconds"]},
         "steps": rec.get("steps"), "per_user_file": str(per_user_path.relative_to(out)), "tokenizer_dir": str(tok_dir.relative_to(out)),
         "run_dir": str(run_dir.relative_to(out)), "re_evaluated_test": evaluation["metrics"] if evaluation else None,
-        **_cold_fields(rec),
+        **_test_subset_fields(rec),
     }
 
 
-def _cold_fields(run_metrics: dict) -> dict:
-    """The cold-start protocol's subset metrics of a run's metrics.json (empty without the protocol)."""
-    return {key: run_metrics[key] for key in ("test_cold", "test_warm") if key in run_metrics}
+def _test_subset_fields(run_metrics: dict) -> dict:
+    """The cold-start protocol's subset metrics and the top-1 diagnostics of a run's metrics.json (those it has)."""
+    return {key: run_metrics[key] for key in ("test_cold", "test_warm", "test_top1") if key in run_metrics}
 
 
 def run_reference(cfg: CompareConfig, name: str, seed: int, spec: TokenizerSpec, data: list[str], run_dir: Path, log) -> dict:
@@ -177,7 +177,7 @@ def run_reference(cfg: CompareConfig, name: str, seed: int, spec: TokenizerSpec,
         "tokenizer_metrics": {},
         "timings": {"recommender_train_seconds": rec["timings"]["train_seconds"], "test_eval_seconds": rec["timings"]["test_eval_seconds"]},
         "steps": rec.get("steps"), "per_user_file": str((run_dir / "per_user_test.json").relative_to(out)), "tokenizer_dir": None,
-        "run_dir": str(run_dir.relative_to(out)), **_cold_fields(rec),
+        "run_dir": str(run_dir.relative_to(out)), **_test_subset_fields(rec),
     }
 
 

@@ -47,6 +47,7 @@ def test_compare_two_tokenizers_two_seeds_then_resume(tmp_path, monkeypatch):
         assert rec["re_evaluated_test"] == pytest.approx(run_metrics["test"], abs=1e-12)  # the saved model reproduces its metrics
         tok_metrics = json.loads((out / "tokenizers" / tag / "metrics.json").read_text())
         assert rec["tokenizer_metrics"]["collision_rate"] == tok_metrics["collision_rate"]
+        assert rec["test_top1"] == run_metrics["test_top1"] and run_metrics["test_top1"]["top1_users"] == 48
     # Different seeds give different tokenizers (random IDs depend on the seed).
     assert records["random-seed0"]["tokenizer_metrics"] != records["random-seed1"]["tokenizer_metrics"] or \
         records["random-seed0"]["metrics"] != records["random-seed1"]["metrics"]
@@ -58,6 +59,9 @@ def test_compare_two_tokenizers_two_seeds_then_resume(tmp_path, monkeypatch):
         mean, std, n = saved["summary"][name]["ndcg@10"]
         assert mean == pytest.approx(statistics.mean(values)) and std == pytest.approx(statistics.stdev(values)) and n == 2
     assert set(saved["tests"]) == {"random"} and saved["tests"]["random"]["ndcg@10"]["users"] == 48
+    shares = [records[f"rq_kmeans-seed{s}"]["test_top1"]["top1_collided_sibling_share"] for s in (0, 1)]
+    assert saved["summary"]["rq_kmeans"]["top1_collided_sibling_share"][0] == pytest.approx(statistics.mean(shares))
+    assert "top1_collided_sibling_share" in (out / "report" / "summary.md").read_text()
     csv_lines = (out / "report" / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 5
     summary = (out / "report" / "summary.md").read_text()

@@ -276,3 +276,5 @@ def test_a_run_tested_on_the_first_users_writes_their_per_user_metrics(tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert per_user["num_users"] == 5 and sorted(per_user["user_index"]) == per_user["user_index"]
     assert sum(per_user["recall@10"]) / 5 == pytest.approx(metrics["test"]["recall@10"])
+    # The top-1 diagnostics cover the same users; a top-1 hit is a hit at 5 too.
+    assert metrics["test_top1"]["top1_users"] == 5 and metrics["test_top1"]["top1_hit_share"] <= metrics["test"]["recall@5"]
