@@ -386,6 +386,16 @@ def top1_sibling_share(ranked_items, targets, codes, *, prefix_len: int | None =
             "top1_empty_share": float((~present).double().mean())}
 
 
+def ranking_top1_diagnostics(ranked_items, targets, codes) -> dict | None:
+    """:func:`top1_sibling_share` as every test ranking records it (``test_top1`` in a run's metrics): the
+    collided sibling, and the sibling one level up (sharing all semantic codes but the last). None for
+    codes with a single level (no dedup level to tell siblings apart)."""
+    semantic_levels = _as_codes(codes).shape[1] - 1  # the last level is the dedup code
+    if semantic_levels < 1:
+        return None
+    return top1_sibling_share(ranked_items, targets, codes, prefix_len=semantic_levels - 1 or None)
+
+
 # ---------------------------------------------------------------------------------------------- entry point
 def sid_diagnostics(codes, content=None, train_sequences: Sequence | None = None, *, ranked_items=None, targets=None,
                     semantic_levels: int | None = None, sibling_prefix_len: int = 2, seed: int = 0,

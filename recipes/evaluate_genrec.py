@@ -40,6 +40,7 @@ from genrec.data.split import SplitData
 from genrec.decoding import ColdCatalogue, ColdStartSettings
 from genrec.eval.evaluate import EvalResult, evaluate_generative
 from genrec.eval.per_user import write_per_user  # also imported from here by runs of older versions
+from genrec.eval.sid_diagnostics import ranking_top1_diagnostics
 from genrec.inputs import ModelInputs
 from genrec.models import TokenSpace
 from genrec.runs import TrainedRun, open_run
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     cold_by_user = loaded.split.cold_test_users() if args.split == "test" else None
     if cold_by_user is not None:
         result["metrics_cold"], result["metrics_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)
+    result["top1"] = ranking_top1_diagnostics(res.ranked_items, res.targets, loaded.sid_table.sids)
     if args.per_user:
         result["per_user_file"] = str(write_per_user(args.per_user, res, args.split, loaded.split.user_ids, cold_by_user))
     atomic_write_json(args.out or run / f"eval_{args.split}.json", result)

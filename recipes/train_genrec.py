@@ -62,7 +62,7 @@ from genrec.decoding import ColdCatalogue, GenerationSettings, PrefixTrie
 from genrec.eval.evaluate import evaluate_generative
 from genrec.eval.per_user import write_per_user
 from genrec.eval.report import plot_learning_curve
-from genrec.eval.sid_diagnostics import top1_sibling_share
+from genrec.eval.sid_diagnostics import ranking_top1_diagnostics
 from genrec.inputs import ModelInputs
 from genrec.inputs import build_inputs as build_model_inputs
 from genrec.models import load_model
@@ -265,10 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         # How often a wrong top-1 is the target's collided sibling (only the dedup code differs): the misses the
         # tokenizer, not the model, makes likely (compare_tokenizers reports it per tokenizer).
-        semantic_levels = sid_table.sids.shape[1] - 1  # the last level is the dedup code
-        if semantic_levels >= 1:
-            final["test_top1"] = top1_sibling_share(res.ranked_items, res.targets, sid_table.sids,
-                                                    prefix_len=semantic_levels - 1 or None)
+        final["test_top1"] = ranking_top1_diagnostics(res.ranked_items, res.targets, sid_table.sids)
         cold_by_user = split.cold_test_users()
         if cold_by_user is not None:
             final["test_cold"], final["test_warm"] = res.subset_metrics(cold_by_user), res.subset_metrics(~cold_by_user)

@@ -600,6 +600,7 @@ def test_evaluate_genrec_reproduces_the_run_metrics_with_per_user_values(recipe_
     result = evaluate_genrec.main(["--run", str(run), "--split", "test", "--per-user", str(per_user_path), "--out", str(tmp_path / "eval.json")])
     assert result["metrics"] == test_metrics and result["num_users"] == 48 and result["model_type"] == name.split("_")[0]
     assert json.loads((tmp_path / "eval.json").read_text())["metrics"] == test_metrics
+    assert result["top1"] == json.loads((run / "metrics.json").read_text())["test_top1"]  # the same ranking, the same diagnostics
     per_user = load_file(per_user_path) if suffix == "safetensors" else json.loads(per_user_path.read_text())
     assert list(map(int, per_user["user_index"])) == list(range(48))
     for metric, value in test_metrics.items():
