@@ -167,7 +167,7 @@ def test_gate_relaxes_compatible_pairs_soft_and_hard():
     assert g[(0, 1)] == pytest.approx(1 / (1 + math.exp(3.0)), abs=1e-4)  # sigmoid((0.8 - 0.95) / 0.05)
     assert g[(2, 3)] == pytest.approx(1 / (1 + math.exp(-12.0)), abs=1e-4)
     # Diagnostics: which overlaps the gate preserves, and how many another theta_c would relax.
-    assert soft.last_counts == {"relaxed": 1.0, "kappa_above_0.5": 1.0, "kappa_above_0.6": 1.0, "kappa_above_0.7": 1.0,
+    assert soft.last_counts == {"relaxed": 1.0, "relaxed_collisions": 1.0, "kappa_above_0.5": 1.0, "kappa_above_0.6": 1.0, "kappa_above_0.7": 1.0,
                                 "kappa_above_0.8": 1.0, "kappa_above_0.9": 1.0}
     assert soft.last_values["kappa_relaxed"] == pytest.approx(0.95, abs=1e-5)
     assert soft.last_values["kappa_kept"] == pytest.approx(0.2, abs=1e-5)
@@ -198,6 +198,23 @@ def test_gate_can_mix_cf_similarity():
     assert torch.allclose(kappa[1:], plain[1:])  # pairs with item 2 fall back to content only
     with pytest.raises(ValueError, match="cf_mix > 0 needs cf_embeddings"):
         SemanticCompatibilityGate(cf_mix=0.3)
+
+
+def test_gate_can_keep_repelling_full_collisions():
+    # Items 0~1 fully collide, items 2~3 differ at the last level; both pairs are compatible (cos 0.95).
+    content = content_with({(0, 1): 0.95, (2, 3): 0.95}, n=4)
+    batch = make_batch([[0, 0], [0, 0], [1, 1], [1, 2]])
+    pairs = candidate_pairs(batch.out.codes)
+    rows = list(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+    assert set(rows) == {(0, 1), (2, 3)}
+    active = torch.ones(len(pairs), dtype=torch.bool)
+    relaxing = SemanticCompatibilityGate(theta_c=0.8, hard=True, content=content)
+    assert relaxing(pairs, batch, active).tolist() == [0.0, 0.0]
+    assert relaxing.last_counts["relaxed"] == 2.0 and relaxing.last_counts["relaxed_collisions"] == 1.0
+    keeping = SemanticCompatibilityGate(theta_c=0.8, hard=True, content=content, relax_collisions=False)
+    gate = dict(zip(rows, keeping(pairs, batch, active).tolist(), strict=True))
+    assert gate == {(0, 1): 1.0, (2, 3): 0.0}  # the collision keeps its repulsion, the partial overlap is relaxed
+    assert keeping.last_counts["relaxed"] == 1.0 and keeping.last_counts["relaxed_collisions"] == 0.0
 
 
 def test_gate_records_co_interaction_of_relaxed_and_kept_pairs_without_changing_kappa():

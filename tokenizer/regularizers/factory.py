@@ -6,7 +6,8 @@ checks in tests/test_regularizers*.py; see docs/regularizers.md):
 
     repulsion:   weight 1.0, m0 0.05, m1 0.15, max_hamming 1, on z, masks [self], tau_dup 0.98,
                  allow_missing_groups false, max_pairs null, name rep, seed 0, count_terms false
-    gate:        theta_c 0.9, temperature 0.05, hard false, cf_mix 0.0        (needs repulsion)
+    gate:        theta_c 0.9, temperature 0.05, hard false, cf_mix 0.0,
+                 relax_collisions true                                        (needs repulsion)
     load:        gamma 1.0, prefix_len null                                   (needs repulsion)
     schedule:    floor 0.1, cf_warmup 0.3    (lambda_rep = repulsion.weight, lambda_cf = contrastive.weight)
     contrastive: weight 0.05, temperature 0.1, proj_dim 64, hidden_dim 128, on zq, latent_dim null,
@@ -44,7 +45,7 @@ SECTION_DEFAULTS: dict[str, dict] = {
     "repulsion": {"enabled": True, "weight": 1.0, "m0": 0.05, "m1": 0.15, "max_hamming": 1, "on": "z", "masks": ["self"],
                   "tau_dup": 0.98, "allow_missing_groups": False, "max_pairs": None, "name": "rep", "seed": 0,
                   "count_terms": False},
-    "gate": {"enabled": True, "theta_c": 0.9, "temperature": 0.05, "hard": False, "cf_mix": 0.0},
+    "gate": {"enabled": True, "theta_c": 0.9, "temperature": 0.05, "hard": False, "cf_mix": 0.0, "relax_collisions": True},
     "load": {"enabled": True, "gamma": 1.0, "prefix_len": None},
     "schedule": {"enabled": True, "floor": 0.1, "cf_warmup": 0.3},
     "contrastive": {"enabled": True, "weight": 0.05, "temperature": 0.1, "proj_dim": 64, "hidden_dim": 128, "on": "zq",
@@ -167,7 +168,8 @@ def build_regularizers(config: dict | str, *, content: torch.Tensor | None = Non
         if gate["enabled"]:
             # CF embeddings reach the gate whenever they exist: with cf_mix 0 they only feed its co-interaction diagnostics
             cf_table = getattr(cf_embeddings, "embeddings", cf_embeddings)
-            hooks.append(SemanticCompatibilityGate(gate["theta_c"], gate["temperature"], gate["hard"], content, cf_table, gate["cf_mix"], n))
+            hooks.append(SemanticCompatibilityGate(gate["theta_c"], gate["temperature"], gate["hard"], content, cf_table, gate["cf_mix"], n,
+                                                   gate["relax_collisions"]))
         if load["enabled"]:
             hooks.append(CollisionLoadWeight(load["gamma"], load["prefix_len"]))
         regularizers.append(HammingMarginRepulsion(

@@ -68,10 +68,13 @@ class SemanticCompatibilityGate(PairWeight):
         cf_mix: weight of the CF cosine in kappa, ``kappa = (1 - cf_mix) cos_x + cf_mix cos_cf``; a pair
             where either item has no CF data uses ``cos_x`` alone.
         num_items: N, to check the tables' rows.
+        relax_collisions: also relax full collisions (pairs agreeing on every level). False keeps their full
+            repulsion: two items with one semantic code are told apart only by the meaningless dedup code,
+            however compatible they are, so the gate then preserves partial (prefix) sharing only.
     Diagnostics, over the active (unmasked) pairs of each batch; counts are summed over the epoch, values
     averaged over its batches:
 
-    - counts ``relaxed`` (g < 0.5) and ``kappa_above_<t>`` for t in :data:`KAPPA_LEVELS`: how many pairs
+    - counts ``relaxed`` (g < 0.5), ``relaxed_collisions`` (of those, full collisions) and ``kappa_above_<t>`` for t in :data:`KAPPA_LEVELS`: how many pairs
       another ``theta_c`` would relax (the threshold is the setting users most need to calibrate: cosine
       scales differ between embedding models);
     - values ``gate_mean`` (mean g), ``kappa_mean``, ``kappa_p50``, ``kappa_p90``, and ``kappa_relaxed`` /
@@ -86,7 +89,8 @@ class SemanticCompatibilityGate(PairWeight):
     name = "gate"
 
     def __init__(self, theta_c: float = 0.9, temperature: float = 0.05, hard: bool = False, content: torch.Tensor | None = None,
-                 cf_embeddings: torch.Tensor | None = None, cf_mix: float = 0.0, num_items: int | None = None):
+                 cf_embeddings: torch.Tensor | None = None, cf_mix: float = 0.0, num_items: int | None = None,
+                 relax_collisions: bool = True):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"gate temperature must be > 0, got {temperature}")
@@ -95,6 +99,7 @@ class SemanticCompatibilityGate(PairWeight):
         if cf_mix > 0 and cf_embeddings is None:
             raise ValueError("cf_mix > 0 needs cf_embeddings")
         self.theta_c, self.temperature, self.hard, self.cf_mix = float(theta_c), float(temperature), bool(hard), float(cf_mix)
+        self.relax_collisions = bool(relax_collisions)
         self.content = ContentSource(content, num_items, "content embeddings (compatibility gate)")
         cf_unit = None if cf_embeddings is None else unit_rows(check_item_table(cf_embeddings, "CF embeddings (compatibility gate)", num_items))
         self.register_buffer("cf_unit", cf_unit, persistent=False)
@@ -121,6 +126,8 @@ class SemanticCompatibilityGate(PairWeight):
             gate = (kappa < self.theta_c).float()
         else:
             gate = torch.sigmoid((self.theta_c - kappa) / self.temperature)
+        if not self.relax_collisions:
+            gate = torch.where(pairs.hamming == 0, torch.ones_like(gate), gate)
         self._record(pairs, batch, active, kappa, gate)
         return gate
 
@@ -129,7 +136,8 @@ class SemanticCompatibilityGate(PairWeight):
         """The batch's diagnostics (see the class docstring) into ``last_counts`` / ``last_values``."""
         on, k = gate[active], kappa[active]
         relaxed = on < 0.5
-        self.last_counts = {"relaxed": float(relaxed.sum()), **{f"kappa_above_{t}": float((k >= t).sum()) for t in self.KAPPA_LEVELS}}
+        self.last_counts = {"relaxed": float(relaxed.sum()), "relaxed_collisions": float((relaxed & (pairs.hamming[active] == 0)).sum()),
+                            **{f"kappa_above_{t}": float((k >= t).sum()) for t in self.KAPPA_LEVELS}}
         nan = float("nan")
 
         def mean(values: torch.Tensor) -> float:
