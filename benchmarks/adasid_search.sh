@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 : "${GENREC_DATA_DIR:?set GENREC_DATA_DIR to the folder holding amazon_beauty/}"
 OUT=${OUT:-runs/cold_start}
 export OMP_NUM_THREADS=${THREADS:-1}
-COLD=(cold_item_fraction=0.05 cold_item_seed=0)
+source benchmarks/cold_start_recipe.sh  # COLD (the protocol) and RECOMMENDER (the recipe)
 declare -A CONFIG=([rqvae]=rqvae [quasid]=quasid [adasid]=adasid [adasid_partial08]=adasid [adasid_theta08]=adasid [adasid_partial07]=adasid)
 declare -A ARMS=(
   [rqvae]="" [quasid]="" [adasid]=""
@@ -36,12 +36,8 @@ for seed in ${SEEDS:-0}; do
     read -r -a overrides <<< "${ARMS[$name]}"
     [ -f "$dir/tokenizer/metrics.json" ] || python recipes/train_tokenizer.py --config "recipes/configs/tokenizer_${CONFIG[$name]}.yaml" \
         "${COLD[@]}" epochs=100 log_every=0 seed="$seed" output_dir="$dir/tokenizer" "${overrides[@]}"
-    [ -f "$dir/genrec/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml --resume \
-        "${COLD[@]}" tokenizer_dir="$dir/tokenizer" output_dir="$dir/genrec" training.seed=$((42 + seed)) \
-        model.num_layers=2 model.num_decoder_layers=2 model.num_heads=4 model.d_kv=32 model.d_ff=512 \
-        model.encoder=causal model.train_targets=every_item training.batch_size=64 training.max_steps=1000 \
-        training.warmup_steps=200 training.eval_every_steps=1000 training.early_stopping_patience=null \
-        eval.valid_max_users=1000 eval.final_validation=false
+    [ -f "$dir/genrec/metrics.json" ] || python recipes/train_genrec.py "${RECOMMENDER[@]}" --resume \
+        tokenizer_dir="$dir/tokenizer" output_dir="$dir/genrec" training.seed=$((42 + seed))
     [ -f "$dir/genrec/per_user_validation.json" ] || python recipes/evaluate_genrec.py --run "$dir/genrec" --split validation \
         --per-user "$dir/genrec/per_user_validation.json" --out "$dir/genrec/eval_validation.json"
   done
