@@ -15,6 +15,7 @@
 #   adasid_partial08   the gate relaxes partial overlaps only (relax_collisions false), theta_c 0.8
 #   adasid_theta08     theta_c 0.8, collisions relaxed too (separates the two changes)
 #   adasid_partial07   partial overlaps only, theta_c 0.7
+#   adasid_nogate      no gate at all (every overlap repelled, weighted by load and schedule): is stage 1 worth it?
 # Finished steps are kept on a rerun; an unfinished recommender resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,14 +23,16 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/cold_start}
 export OMP_NUM_THREADS=${THREADS:-1}
 source benchmarks/cold_start_recipe.sh  # COLD (the protocol) and RECOMMENDER (the recipe)
-declare -A CONFIG=([rqvae]=rqvae [quasid]=quasid [adasid]=adasid [adasid_partial08]=adasid [adasid_theta08]=adasid [adasid_partial07]=adasid)
+declare -A CONFIG=([rqvae]=rqvae [quasid]=quasid [adasid]=adasid [adasid_partial08]=adasid [adasid_theta08]=adasid [adasid_partial07]=adasid
+                   [adasid_nogate]=adasid)
 declare -A ARMS=(
   [rqvae]="" [quasid]="" [adasid]=""
   [adasid_partial08]="regularizers.gate.theta_c=0.8 regularizers.gate.relax_collisions=false"
   [adasid_theta08]="regularizers.gate.theta_c=0.8"
   [adasid_partial07]="regularizers.gate.theta_c=0.7 regularizers.gate.relax_collisions=false"
+  [adasid_nogate]="regularizers.gate.enabled=false"
 )
-ORDER=(${ORDER:-adasid_partial08 rqvae quasid adasid adasid_theta08 adasid_partial07})
+ORDER=(${ORDER:-adasid_partial08 rqvae quasid adasid adasid_theta08 adasid_partial07 adasid_nogate})
 for seed in ${SEEDS:-0}; do
   for name in "${ORDER[@]}"; do
     dir="$OUT/$name$([ "$seed" = 0 ] || echo "_s$seed")"
