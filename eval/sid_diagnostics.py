@@ -26,11 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
-from genrec.tokenizer.pairs import bucket_load, describe_pairs, pairs_within_groups, row_ids
+from genrec.tokenizer.pairs import bucket_load, describe_pairs, pair_count, pairs_within_groups, row_ids
+from genrec.tokenizer.regularizers.tables import pair_cosine
 
 MAX_BUCKET_SIZE = 256  # members kept per bucket when forming pairs: at most 32,640 pairs per bucket
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -57,11 +59,6 @@ def _semantic_levels(codes: torch.Tensor, semantic_levels: int | None) -> int:
         raise ValueError(f"semantic_levels must be in 1..{num_levels} for codes with {num_levels} levels, got {levels}"
                          + (" (codes without a dedup level: pass semantic_levels=L)" if semantic_levels is None else ""))
     return levels
-
-
-def _pair_count(sizes: torch.Tensor) -> int:
-    sizes = sizes.long()
-    return int((sizes * (sizes - 1) // 2).sum())
 
 
 def _sequence_values(train_sequences: Sequence, num_items: int, what: str = "train_sequences") -> tuple[np.ndarray, np.ndarray]:
@@ -126,9 +123,9 @@ def overlap_pairs(codes, prefix_len: int, *, exact: bool = False, max_bucket_siz
         raise ValueError(f"prefix_len must be in 1..{num_levels} for codes with {num_levels} levels, got {prefix_len}")
     if max_bucket_size < 2:
         raise ValueError(f"max_bucket_size must be >= 2, got {max_bucket_size}")
-    total = _pair_count(bucket_load(codes, prefix_len).sizes)
+    total = pair_count(bucket_load(codes, prefix_len).sizes)
     if exact and prefix_len < num_levels:  # pairs sharing >= prefix_len codes minus those sharing >= prefix_len + 1
-        total -= _pair_count(bucket_load(codes, prefix_len + 1).sizes)
+        total -= pair_count(bucket_load(codes, prefix_len + 1).sizes)
 
     group = row_ids(codes[:, :prefix_len])
     order = torch.argsort(group, stable=True)  # stable: members of a bucket stay in item-index order
@@ -181,6 +178,11 @@ class CoConsumption:
         """(N,) long number of users who consumed each item."""
         return self.indptr[1:] - self.indptr[:-1]
 
+    @cached_property
+    def keys(self) -> torch.Tensor:
+        """(nnz,) sorted ``item * U + user`` keys, the search space of :meth:`co_consumed` (built once)."""
+        return torch.repeat_interleave(torch.arange(self.num_items), self.degree) * max(self.num_users, 1) + self.users
+
     def co_consumed(self, pairs: torch.Tensor) -> torch.Tensor:
         """(P, 2) item pairs -> (P,) bool: some user consumed both items of the pair.
 
@@ -194,7 +196,7 @@ class CoConsumption:
         a, b = pairs[:, 0], pairs[:, 1]
         swap = degree[a] > degree[b]
         a, b = torch.where(swap, b, a), torch.where(swap, a, b)  # a = the item with fewer users
-        keys = torch.repeat_interleave(torch.arange(self.num_items), degree) * max(self.num_users, 1) + self.users
+        keys = self.keys
         counts = degree[a]
         ends = torch.cumsum(counts, 0)
         found = torch.zeros(len(pairs), dtype=torch.bool)
@@ -241,7 +243,7 @@ def _normalised(content, num_items: int | None) -> torch.Tensor:
 def pair_cosines(pairs: torch.Tensor, xn: torch.Tensor) -> torch.Tensor:
     """(P, 2) pairs, (N, d) L2-normalised rows -> (P,) float cosine of each pair, in blocks of pairs."""
     block = max(1, PAIR_CHUNK // max(xn.shape[1], 1))
-    return torch.cat([(xn[pairs[s:s + block, 0]] * xn[pairs[s:s + block, 1]]).sum(dim=1) for s in range(0, len(pairs), block)]
+    return torch.cat([pair_cosine(xn, pairs[s:s + block, 0], pairs[s:s + block, 1]) for s in range(0, len(pairs), block)]
                      or [torch.zeros(0)])
 
 
@@ -443,4 +445,4 @@ def sid_diagnostics(codes, content=None, train_sequences: Sequence | None = None
 
 
 __all__ = ["MAX_BUCKET_SIZE", "CoConsumption", "OverlapPairs", "consecutive_prefix_sharing", "overlap_pairs", "pair_compatibility",
-           "pair_cosines", "random_pairs", "sid_diagnostics", "top1_sibling_share"]
+           "pair_cosines", "random_pairs", "ranking_top1_diagnostics", "sid_diagnostics", "top1_sibling_share"]

@@ -38,17 +38,14 @@ import math
 
 import torch
 
+from genrec.tokenizer.pairs import pair_count
+
 PAIR_BLOCK_ELEMENTS = 1 << 22  # bounds every similarity block (and gathered embedding block) to ~16 MB of floats
 
 
 def _entropy(counts: torch.Tensor) -> float:
     p = counts[counts > 0].double() / counts.sum()
     return float(-(p * p.log()).sum())
-
-
-def _pairs(sizes: torch.Tensor) -> int:
-    sizes = sizes.long()
-    return int((sizes * (sizes - 1) // 2).sum())
 
 
 def _bucket_keys(codes: torch.Tensor, codebook_sizes: tuple[int, ...], levels: list[int]) -> torch.Tensor:
@@ -166,7 +163,7 @@ def tokenizer_metrics(codes: torch.Tensor, codebook_sizes, x: torch.Tensor | Non
         counts = torch.bincount(codes[:, level], minlength=k)
         utilization.append(int((counts > 0).sum()) / k)
         entropy.append(_entropy(counts) / math.log(k) if k > 1 else 1.0)
-        same_code_pairs.append(_pairs(counts))
+        same_code_pairs.append(pair_count(counts))
     total_pairs = n * (n - 1) // 2
     metrics |= {
         "utilization": utilization, "mean_utilization": sum(utilization) / num_levels,
@@ -175,10 +172,10 @@ def tokenizer_metrics(codes: torch.Tensor, codebook_sizes, x: torch.Tensor | Non
     }
 
     # A pair sharing exactly L-1 codes sits in one "other L-1 codes" bucket; a colliding pair in all L.
-    colliding = _pairs(group_sizes)
+    colliding = pair_count(group_sizes)
     leave_one_out_buckets = [_buckets(_bucket_keys(codes, codebook_sizes, [other for other in all_levels if other != level]))
                              for level in all_levels]
-    in_leave_one_out_buckets = sum(_pairs(sizes) for _, _, sizes in leave_one_out_buckets)
+    in_leave_one_out_buckets = sum(pair_count(sizes) for _, _, sizes in leave_one_out_buckets)
     metrics["colliding_pairs"] = colliding
     metrics["near_collision_pairs"] = in_leave_one_out_buckets - num_levels * colliding + colliding
 

@@ -87,6 +87,12 @@ def row_ids(rows: torch.Tensor) -> torch.Tensor:
     return torch.unique(rows, dim=0, return_inverse=True)[1]
 
 
+def pair_count(sizes: torch.Tensor) -> int:
+    """Unordered pairs inside buckets of the given (B,) sizes: sum of n (n - 1) / 2."""
+    sizes = sizes.long()
+    return int((sizes * (sizes - 1) // 2).sum())
+
+
 def pairs_within_groups(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """All unordered pairs of rows sharing a group id.
 
