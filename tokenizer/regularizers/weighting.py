@@ -74,9 +74,9 @@ class SemanticCompatibilityGate(PairWeight):
     Diagnostics, over the active (unmasked) pairs of each batch; counts are summed over the epoch, values
     averaged over its batches:
 
-    - counts ``relaxed`` (g < 0.5), ``relaxed_collisions`` (of those, full collisions) and ``kappa_above_<t>`` for t in :data:`KAPPA_LEVELS`: how many pairs
-      another ``theta_c`` would relax (the threshold is the setting users most need to calibrate: cosine
-      scales differ between embedding models);
+    - counts ``relaxed`` (g < 0.5), ``relaxed_collisions`` (of those, full collisions) and
+      ``kappa_above_<t>`` for t in :data:`KAPPA_LEVELS`: how many pairs another ``theta_c`` would relax
+      (the threshold is the setting users most need to calibrate: cosine scales differ between embedding models);
     - values ``gate_mean`` (mean g), ``kappa_mean``, ``kappa_p50``, ``kappa_p90``, and ``kappa_relaxed`` /
       ``kappa_kept``: mean kappa of the pairs the gate relaxes / keeps (which overlaps it preserves);
     - with CF embeddings: ``cf_relaxed`` / ``cf_kept``, the mean CF cosine (co-interaction similarity) of
