@@ -5,6 +5,8 @@
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml quantizer.sinkhorn_last_level=true
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_adasid.yaml
     python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml regularizers=quasid output_dir=runs/beauty/tok_quasid
+    accelerate launch --num_processes 8 recipes/train_tokenizer.py --config ... --embed-only   # a large catalogue: fill the
+        # embedding cache on 8 GPUs (each embeds its share of the new texts), then run the recipe with python
 
 Steps (``main``, top to bottom): config -> features (load the catalogue, render one text per item from
 the template, embed the texts, cached on disk, see ``genrec.data.embed``; or the ``features`` sources,
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,7 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=50 codebook_sizes=[64,64,64] quantizer.beta=0.5")
     add_data_dir_argument(parser)
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the tokenizer to this Hugging Face Hub repo")
+    parser.add_argument("--embed-only", action="store_true",
+                        help="only fill the embedding cache (steps 1-2); under `accelerate launch --num_processes N` the "
+                             "processes share the new texts (one per GPU), and a later run reads every vector from the cache")
     args = parser.parse_intermixed_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.embed_only:
+        raise SystemExit("train_tokenizer trains in one process; under `accelerate launch` only --embed-only shares the work "
+                         "(the embeddings) between processes: launch that, then run the recipe with python")
     cfg = load_config(TrainTokenizerConfig, args.config, data_dir_overrides(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     threads, why = choose_num_threads(cfg.num_threads)
@@ -152,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     x, content = inputs.x, inputs.content  # (N, d) quantiser input; what masks / gate / metrics compare (None = x)
     timings["embedding_seconds"] = time.perf_counter() - start
     logger.info("%s: %d items, embeddings %s (%.1fs)", dataset.name, len(x), tuple(x.shape), timings["embedding_seconds"])
+    if args.embed_only:
+        return {"items": len(x), "embedding_dim": int(x.shape[1]), "timings": timings}
 
     # The cold-start protocol holds items out of everything that is fitted (quantiser, regularisers, CF).
     cold = cold_item_mask(len(x), cfg.cold_item_fraction, cfg.cold_item_seed)

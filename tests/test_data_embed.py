@@ -133,3 +133,41 @@ def test_default_model_is_local_minilm(tmp_path):
     x = embed_texts(["red lipstick", "blue shampoo"], cache_dir=tmp_path, show_progress=False, normalize=True)
     assert x.shape == (2, 384)
     assert float(x[0] @ x[1]) < 0.99
+
+
+def test_processes_share_the_new_texts_and_all_return_every_vector(tiny_models, tmp_path, encoded):
+    """Two processes (threads with a barrier, as under ``accelerate launch``) embed disjoint halves of the new
+    texts into the shared cache and both return what one process alone returns."""
+    import threading
+
+    from genrec.data.embed import Processes
+
+    model = str(tiny_models[0])
+    embed_texts(["red"], model=model, cache_dir=tmp_path / "shared", show_progress=False)  # one text cached beforehand
+    texts = ["red", "blue shampoo", "green", "red", "soap a", "b c", "lipstick"]
+    barrier = threading.Barrier(2)
+    results, errors = {}, []
+
+    def process(index):
+        try:
+            results[index] = embed_texts(texts, model=model, cache_dir=tmp_path / "shared", show_progress=False,
+                                         return_stats=True, processes=Processes(index, 2, "cpu", barrier.wait))
+        except Exception as error:  # surfaced below: an exception in a thread would not fail the test
+            errors.append(error)
+            barrier.abort()
+
+    workers = [threading.Thread(target=process, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not errors and len(results) == 2
+    embedded = sorted(t for batch in encoded[1:] for t in batch)
+    assert embedded == sorted(set(texts) - {"red"})  # every distinct new text once, by exactly one of the processes
+    assert len(encoded[1:]) == 2  # one share each
+    alone = embed_texts(texts, model=model, cache_dir=tmp_path / "alone", show_progress=False)
+    for vectors, stats in results.values():
+        np.testing.assert_allclose(vectors, alone, rtol=1e-5, atol=1e-6)
+        assert (stats.cached, stats.embedded) == (2, len(set(texts)) - 1)
+    assert len(list((tmp_path / "shared").rglob("shard-*.safetensors"))) == 3  # the earlier one + one per process
+    assert Processes.current().count == 1  # not launched: this process alone

@@ -106,6 +106,25 @@ def test_untrained_baselines_through_the_recipe(config, beauty500, cache_dir, tm
     assert ("recon_error" in metrics) == ("rqkmeans" in config)
 
 
+@pytest.mark.slow
+@needs_data
+def test_embed_only_fills_the_cache_and_writes_no_tokenizer(beauty500, cache_dir, tmp_path, monkeypatch):
+    from genrec.data import embed_texts
+
+    out = tmp_path / "tok"
+    report = train_tokenizer.main(["--config", str(ROOT / "recipes/configs/tokenizer_rqvae.yaml"), f"dataset={beauty500}",
+                                   f"output_dir={out}", f"embedding_cache_dir={cache_dir}", "--embed-only"])
+    assert report["items"] == 500 and report["embedding_dim"] == 384 and not out.exists()
+    monkeypatch.setattr("genrec.data.embed._encode", lambda *a, **k: pytest.fail("a text was not in the cache"))
+    from genrec.data import item_texts, load_dataset
+
+    texts = item_texts(load_dataset(str(beauty500)).items, on_empty="item_id")
+    assert embed_texts(texts, cache_dir=cache_dir, show_progress=False).shape == (500, 384)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under accelerate launch only --embed-only shares its work
+    with pytest.raises(SystemExit, match="--embed-only"):
+        train_tokenizer.main(["--config", str(ROOT / "recipes/configs/tokenizer_rqvae.yaml"), f"dataset={beauty500}"])
+
+
 def test_config_errors_are_clear():
     config = ROOT / "recipes/configs/tokenizer_rqvae.yaml"
     with pytest.raises(ConfigError, match="unknown key 'fit'"):

