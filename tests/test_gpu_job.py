@@ -22,8 +22,8 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     report = job.main(["--mode", "tiny", "--data", str(data), "--tokenizer", str(tok), "--out", str(out),
                        "--work", str(tmp_path / "work")])
     saved = json.loads((out / "results.json").read_text())
-    assert saved["summary"] == report["summary"] and set(saved["summary"]) == {"recall@10", "ndcg@10", "recall@5", "ndcg@5"}
+    assert saved["summary"] == report["summary"] and set(saved["summary"]["main"]) == {"recall@10", "ndcg@10", "recall@5", "ndcg@5"}
     (run,) = saved["runs"]
     assert run["steps"] > 0 and run["examples_per_second"] > 0 and run["test_users_per_second"] > 0
     assert 0.0 <= run["test"]["ndcg@10"] <= 1.0 and saved["device"]["torch"]
-    assert sorted(p.name for p in out.iterdir()) == ["per_user_seed0.json", "results.json"]  # few files come back
+    assert sorted(p.name for p in out.iterdir()) == ["per_user_main_seed0.json", "results.json"]  # few files come back

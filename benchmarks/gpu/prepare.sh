@@ -5,11 +5,14 @@
 #   .gpu/whl/        wheels: datasets and the two of its needs the image lacks (dill, multiprocess)
 #   .gpu/data/       the Amazon Beauty dataset folder
 #   .gpu/tokenizer/  the RQ-VAE tokenizer trained here (OUT/tokenizer of recipes/beauty_full.sh)
-# Then, with the device tool: run(command="bash benchmarks/gpu/run.sh full", carry=[".gpu"], timeout_s=560).
+#   .gpu/compare/    rqvae/, quasid/, adasid/: the cold-start-protocol tokenizers of benchmarks/cold_start_models.sh
+# Then, with the device tool: run(command="bash benchmarks/gpu/run.sh full", carry=[".gpu"], timeout_s=560); in a later
+# window (or if time is left): run.sh compare.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${GENREC_DATA_DIR:?set GENREC_DATA_DIR (e.g. ../shared/data)}"
 TOKENIZER=${1:-runs/beauty_full/tokenizer}
+COMPARE=${2:-runs/cold_start}  # <COMPARE>/<name>/tokenizer
 grep -qxF "/.gpu/" .git/info/exclude 2>/dev/null || echo "/.gpu/" >> .git/info/exclude
 rm -rf .gpu && mkdir -p .gpu/whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -17,4 +20,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19  # the versions pyproject resolves to here
 cp -r "$GENREC_DATA_DIR/amazon_beauty" .gpu/data
 cp -r "$TOKENIZER" .gpu/tokenizer
+for name in rqvae quasid adasid; do
+    mkdir -p .gpu/compare && cp -r "$COMPARE/$name/tokenizer" ".gpu/compare/$name"
+done
 du -sh .gpu
