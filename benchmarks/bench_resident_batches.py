@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = load_dataset(args.dataset, args.data_dir)
     split = leave_one_out_split(dataset, max_history=20)
     table = SIDTable.load(args.tokenizer)
-    report = {"command": "python benchmarks/bench_resident_batches.py " + " ".join(argv or []), "date": time.strftime("%Y-%m-%d"),
+    report = {"command": "python benchmarks/bench_resident_batches.py " + " ".join(sys.argv[1:] if argv is None else argv), "date": time.strftime("%Y-%m-%d"),
               "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(), "rows": {}}
     settings = {"prefix examples (plain T5)": ({"type": "t5"}, (256, 1024)),
