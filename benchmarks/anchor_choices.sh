@@ -10,7 +10,8 @@
 #
 # Arms: base (user token, batch 256, Adam 1e-3 constant: the converged recipe), no_user_token (TIGER's hashed
 # user token dropped: GRID and RQ-VAE-Recommender have none), batch_1024 (4x the batch at the same LR and
-# the same examples, as GRID's large batches; accumulated, see below). Each finished arm leaves metrics.json and is skipped on a
+# the same examples, as GRID's large batches; accumulated, see below), dropout_0 (no dropout: TIGER 0.1, GRID 0.15;
+# PERF_NOTES measured dropout at ~25% of a CPU training step). Each finished arm leaves metrics.json and is skipped on a
 # rerun; an unfinished one resumes from its newest checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +32,4 @@ run_arm no_user_token training.max_steps=1000 training.warmup_steps=100 num_user
 # 1,024 examples per step as 4 accumulated micro-batches of 256: one batch of 1,024 held 17 GB of activations
 # (killed by the OOM killer on this 24 GB machine beside a paused run); the optimizer sees the same steps.
 run_arm batch_1024 training.max_steps=250 training.warmup_steps=25 training.batch_size=256 training.grad_accum_steps=4
+run_arm dropout_0 training.max_steps=1000 training.warmup_steps=100 model.dropout_rate=0
