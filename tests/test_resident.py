@@ -5,6 +5,8 @@ training through either path computes what the plain path computes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,46 @@ def test_gpu_path_settings_are_checked():
         TrainingConfig(pad_to_multiple_of=8)
     with pytest.raises(ValueError, match="compile_mode"):
         TrainingConfig(compile=True, compile_mode="fastest")
+
+
+def test_fast_dropout_drops_p_scales_the_rest_and_is_seeded():
+    from genrec.training.fast_dropout import FastDropout
+
+    x = torch.ones(1000, 1000)
+    layer = FastDropout(0.1)
+    torch.manual_seed(0)
+    y = layer(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - 0.1) < 0.002  # 1M draws: the standard error is 0.0003
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), y)  # the global generator: seeded runs repeat
+    assert torch.equal(layer.eval()(x), x) and torch.equal(FastDropout(0.0)(x), x)
+    g = torch.randn(50, 40, requires_grad=True)
+    out = FastDropout(0.3).train()(g)
+    out.sum().backward()
+    assert torch.equal(g.grad, (out != 0).float() / 0.7)  # the gradient passes the kept elements, scaled
+    with pytest.raises(ValueError, match="probability"):
+        FastDropout(1.0)
+
+
+def test_training_with_fast_dropout_learns_and_gives_the_model_back(tmp_path):
+    vocab = SIDVocab((4, 2, 1))
+    torch.manual_seed(0)
+    model = build_t5(vocab, dataclasses.replace(TRAINING_T5, dropout_rate=0.1))
+    dropouts = [type(m) for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts
+    seen = []
+    original_forward = type(model).forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(sum(type(m).__name__ == "FastDropout" for m in self.modules()))
+        return original_forward(self, *args, **kwargs)
+
+    model.forward = spy.__get__(model)
+    cfg = TrainingConfig(epochs=3, batch_size=16, learning_rate=1e-2, warmup_steps=2, mixed_precision="no", seed=3,
+                         fast_dropout=True)
+    result = train(model, toy_rows(vocab), Seq2SeqCollator(), cfg, tmp_path)
+    assert seen and all(count == len(dropouts) for count in seen)  # every nn.Dropout was swapped while training
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert [type(m) for m in model.modules() if isinstance(m, torch.nn.Dropout)] == dropouts  # and put back

@@ -13,7 +13,8 @@ under ``python`` and ``accelerate launch`` alike.
 For GPUs, where per-step Python overhead rivals a tiny model's step: ``resident_batches`` keeps the collated
 training set on the device and gathers each batch by index (:mod:`genrec.training.resident`; the same batches,
 bit for bit), ``pad_to_multiple_of`` bounds the number of batch shapes, and ``compile`` runs the training
-forward through ``torch.compile`` (``compile_mode: reduce-overhead`` = CUDA graphs).
+forward through ``torch.compile`` (``compile_mode: reduce-overhead`` = CUDA graphs). For CPUs: ``fast_dropout``
+draws dropout masks from random bits instead of torch's Bernoulli sampler (:mod:`genrec.training.fast_dropout`).
 
 Resumable checkpoints (``output_dir/checkpoints/step-XXXXXXXX/``) are written every
 ``checkpoint_every_steps`` optimizer steps, every ``checkpoint_every_minutes``, at the end of every
@@ -69,6 +70,7 @@ from genrec.training.checkpoint import (
     replace_dir,
     rng_fingerprint,
 )
+from genrec.training.fast_dropout import use_fast_dropout
 from genrec.training.hardware import PRECISIONS, CpuShareMonitor, resolve_mixed_precision
 from genrec.training.resident import ResidentBatches
 from genrec.training.sampler import LengthBucketBatchSampler
@@ -121,6 +123,7 @@ class TrainingConfig:
     compile: bool = False  # torch.compile the training forward (validation and saving use the plain model)
     compile_backend: str = "inductor"
     compile_mode: str | None = None  # e.g. "reduce-overhead" (CUDA graphs), "max-autotune"
+    fast_dropout: bool = False  # nn.Dropout masks from 16 random bits per element (~1.14x cheaper CPU steps; fast_dropout.py)
     seed: int = 42
     checkpoint_every_steps: int | None = None  # resumable checkpoint every N optimizer steps (None = off)
     checkpoint_every_minutes: float | None = None  # ... and/or every N minutes of training
@@ -216,8 +219,13 @@ def train(
     output_dir = Path(output_dir)
     accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
                                              gradient_accumulation_steps=cfg.grad_accum_steps)
-    with RunLock(output_dir, enabled=accelerator.is_main_process):
-        return _train(model, train_dataset, collator, cfg, output_dir, validate_fn, accelerator, resume)
+    restore_dropout = use_fast_dropout(model) if cfg.fast_dropout else None
+    try:
+        with RunLock(output_dir, enabled=accelerator.is_main_process):
+            return _train(model, train_dataset, collator, cfg, output_dir, validate_fn, accelerator, resume)
+    finally:
+        if restore_dropout is not None:
+            restore_dropout()  # the caller's model comes back with its own dropout modules
 
 
 def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path, validate_fn, accelerator: Accelerator,
