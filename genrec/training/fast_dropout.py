@@ -5,8 +5,8 @@ the layer's matrix product: profiling a TIGER-size T5 training step on Beauty (b
 ``aten::bernoulli_`` at 18% of the step. :class:`FastDropout` instead fills one int64 per four elements with
 random bits (``torch.randint``, the global generator, so runs stay seeded and resumable) and drops an element
 when its 16 bits fall below ``p * 65536`` (the drop probability is ``p`` to within 2**-16). Swapping every
-``nn.Dropout`` of a T5 for it made the whole training step 1.12-1.19x cheaper in CPU time
-(``benchmarks/bench_fast_dropout.py``). Attention-weight dropout, which the models call functionally, is left
+``nn.Dropout`` of a T5 for it made the whole training step 1.09-1.19x cheaper in CPU time
+(``benchmarks/bench_cpu_training_step.py``, four side-by-side measurements on shared cores). Attention-weight dropout, which the models call functionally, is left
 as it is. In ``eval()`` mode, and for ``p = 0``, it is the identity, like ``nn.Dropout``.
 """
 
