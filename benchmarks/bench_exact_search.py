@@ -5,7 +5,8 @@
 
 For every search: Recall@10 / NDCG@10 over the test users, users/s, prefixes fed to the model per
 user (``expanded``: the search's cost in decoder rows), and for the exact search the share of users
-whose list was certified (the rest hit the node budget, ``--max-width``). The searches run batch by
+whose list was certified (the rest hit the node budget, ``--max-width``); ``--out`` is rewritten every 10
+batches (``complete``: false until the last), the users being length-sorted. The searches run batch by
 batch, interleaved, so load from other processes hits them alike. Evaluation rows, users and the
 model are the run's own (``recipes/evaluate_genrec.py``'s loading).
 """
@@ -58,7 +59,27 @@ def main() -> None:
     seconds = dict.fromkeys(names, 0.0)
     expanded = dict.fromkeys(names, 0)
     certified, targets = 0, []
-    for batch in loader:
+    def report_so_far(complete: bool) -> dict:
+        target = torch.cat(targets)
+        users = len(target)
+        report = {"run": args.run, "users": users, "complete": complete, "max_width": args.max_width, "exact_start_width": 20,
+                  "searches": {}, "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
+                  "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {torch.backends.cpu.get_cpu_capability()}"}
+        for name in names:
+            metrics = {k: v.mean().item() for k, v in per_user_metrics(torch.cat(ranked[name]), target, (5, 10)).items()}
+            report["searches"][name] = {**metrics, "users_per_second": users / seconds[name], "seconds": seconds[name],
+                                        "expanded_per_user": expanded[name] / users}
+        report["searches"]["exact"]["certified_share"] = certified / users
+        exact = torch.cat(ranked["exact"])
+        for width in widths:  # how often beam search returns the model's exact top 10 (as a set and in order)
+            lists = torch.cat(ranked[f"beam_{width}"])
+            report["searches"][f"beam_{width}"]["same_list_as_exact"] = (lists == exact).all(dim=1).float().mean().item()
+        if args.out:  # rewritten as batches finish: a long run stopped early still leaves its users so far
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        return report
+
+    for number, batch in enumerate(loader, start=1):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         if causal:
             ids, mask = left_align(ids, mask)
@@ -76,24 +97,9 @@ def main() -> None:
         ranked["exact"].append(result.items)
         expanded["exact"] += int(result.expanded.sum())
         certified += int(result.certified.sum())
-    target = torch.cat(targets)
-    users = len(target)
-    report = {"run": args.run, "users": users, "max_width": args.max_width, "exact_start_width": 20, "searches": {},
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {torch.backends.cpu.get_cpu_capability()}",
-              "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}
-    for name in names:
-        metrics = {k: v.mean().item() for k, v in per_user_metrics(torch.cat(ranked[name]), target, (5, 10)).items()}
-        report["searches"][name] = {**metrics, "users_per_second": users / seconds[name], "seconds": seconds[name],
-                                    "expanded_per_user": expanded[name] / users}
-    report["searches"]["exact"]["certified_share"] = certified / users
-    exact = torch.cat(ranked["exact"])
-    for width in widths:  # how often beam search returns the model's exact top 10 (as a set and in order)
-        lists = torch.cat(ranked[f"beam_{width}"])
-        report["searches"][f"beam_{width}"]["same_list_as_exact"] = (lists == exact).all(dim=1).float().mean().item()
-    print(json.dumps(report, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        if number % 10 == 0:
+            report_so_far(complete=False)
+    print(json.dumps(report_so_far(complete=True), indent=2))
 
 
 if __name__ == "__main__":
