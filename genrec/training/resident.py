@@ -97,10 +97,9 @@ class ResidentBatches(Dataset):
         index = torch.from_numpy(rows).to(self.device, non_blocking=True)
         batch = {}
         for name, tensor in self.tensors.items():
-            gathered = tensor.index_select(0, index)
-            if name in self.widths:
-                gathered = gathered[:, : self.width(name, rows, exact)]
-            batch[name] = gathered
+            if name in self.widths:  # cut before gathering: only the batch's columns are copied
+                tensor = tensor[:, : self.width(name, rows, exact)]
+            batch[name] = tensor.index_select(0, index)
         return batch
 
 
