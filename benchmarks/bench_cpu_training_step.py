@@ -1,6 +1,7 @@
 """What a TIGER-size T5 training step costs on CPU with torch's dropout, genrec's fast dropout, and torch.compile.
 
     GENREC_DATA_DIR=../shared/data python benchmarks/bench_cpu_training_step.py [--variants eager,fast_dropout,compiled]
+    GENREC_DATA_DIR=../shared/data python benchmarks/bench_cpu_training_step.py --profile   # where an eager step's time goes
 
 Copies of one T5 (dropout 0.1, same initial weights) train on the same Beauty batches of 256 prefix examples
 (length-bucketed; widths rounded to multiples of 8, 6 shapes, so that the compiled copy compiles few graphs), bf16
@@ -8,7 +9,8 @@ autocast, AdamW, one thread. ``eager``: the model as is; ``fast_dropout``: every
 :func:`genrec.training.fast_dropout.use_fast_dropout`; ``compiled``: ``torch.compile`` (inductor). The compiled copy
 first compiles every shape (``--warmup`` batches, timed separately); then all copies alternate batch by batch and
 their CPU seconds (``time.process_time``) are summed, with each copy's mean loss over the last 10 steps (the copies
-draw different dropout masks, so losses agree only statistically). Writes ``--out`` (JSON).
+draw different dropout masks, so losses agree only statistically). Writes ``--out`` (JSON). ``--profile``
+instead runs ``torch.profiler`` over 8 eager steps (after 2 warm-up steps) and prints the ops by self CPU time.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=12, help="batches that warm every copy up (and compile its shapes)")
     parser.add_argument("--steps", type=int, default=40, help="timed batches")
     parser.add_argument("--out", default="benchmarks/results/cpu_training_step.json")
+    parser.add_argument("--profile", action="store_true", help="profile 8 eager steps instead (prints a table, writes nothing)")
     args = parser.parse_args(argv)
+    if args.profile:
+        args.variants, args.warmup, args.steps = "eager", 2, 8
     variants = args.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
@@ -68,6 +73,14 @@ def main(argv: list[str] | None = None) -> dict:
         optimizers[name].zero_grad(set_to_none=True)
         return out.loss.item()
 
+    if args.profile:
+        for batch in batches[: args.warmup]:
+            step("eager", batch)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            for batch in batches[args.warmup :]:
+                step("eager", batch)
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        return {}
     warmup_seconds = {}
     for name in variants:
         start = time.perf_counter()
