@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,30 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"GENREC_DATA_DIR={value} does not exist")
     return path
+
+
+def _swapped_by_a_load() -> list[str]:
+    """What transformers' ``from_pretrained`` swaps for the duration of a load and has not put back."""
+    swapped = []
+    modeling = sys.modules.get("transformers.modeling_utils")
+    if modeling is not None:
+        for name in ("tie_weights", "init_weights"):
+            if getattr(modeling.PreTrainedModel, name).__name__ != name:
+                swapped.append(f"PreTrainedModel.{name}")
+    for name in ("normal_", "uniform_", "zeros_", "ones_", "linspace"):
+        function = getattr(torch.nn.init, name, None) or getattr(torch, name)
+        if not getattr(function, "__module__", "torch").startswith("torch"):
+            swapped.append(f"{function.__module__}.{name}")
+    return swapped
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_load_patches():
+    """Fail the test that leaves a transformers load half undone, not the unrelated tests after it: two loads at
+    once in one process can restore each other's swaps (weights stop tying, parameters stay on the meta device)."""
+    yield
+    leaked = _swapped_by_a_load()
+    assert not leaked, f"still swapped after the test: {leaked} (models loaded concurrently in one process?)"
 
 
 @pytest.fixture

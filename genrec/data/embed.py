@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +141,17 @@ class Processes:
         return cls(state.process_index, state.num_processes, str(state.device), state.wait_for_everyone)
 
 
+# transformers' from_pretrained swaps class attributes for the duration of a load (PreTrainedModel.tie_weights,
+# torch.nn.init functions); two loads at once in one process can restore each other's swap and leave weight
+# tying off for every model built afterwards. Loads in this module take turns.
+_MODEL_LOAD_LOCK = threading.Lock()
+
+
 def _encode(texts: list[str], model: str, batch_size: int, device: str | None, show_progress: bool) -> np.ndarray:
     from sentence_transformers import SentenceTransformer  # slow import: only when something must be embedded
 
-    encoder = SentenceTransformer(model, device=device)
+    with _MODEL_LOAD_LOCK:
+        encoder = SentenceTransformer(model, device=device)
     vectors = encoder.encode(texts, batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
 
