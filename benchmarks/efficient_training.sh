@@ -8,7 +8,7 @@
 # Hours on 2 CPU cores (each run takes one core: THREADS=1 by default, both run side by side); rerun the
 # same command after an interruption: every run continues from its newest checkpoint (logs are appended to).
 # Writes benchmarks/results/efficient_training/ (summary.json, curves.csv, curves.png). ARMS="plain every_item" (say)
-# trains only those runs now.
+# trains only those runs now; EXTRA adds settings to every arm (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${GENREC_DATA_DIR:?set GENREC_DATA_DIR to the folder holding amazon_beauty/}"
@@ -16,7 +16,11 @@ OUT=${OUT:-runs/beauty_full}
 export OMP_NUM_THREADS=${THREADS:-1} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=268435456
 [ -f "$OUT/tokenizer/metrics.json" ] || python recipes/train_tokenizer.py --config recipes/configs/tokenizer_rqvae.yaml \
     output_dir="$OUT/tokenizer"
-RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" --resume)
+# EXTRA: settings added to every arm, e.g. EXTRA="training.resident_batches=true training.fast_dropout=true"
+# (neither changes the objective, only the speed: a resumed run accepts them).
+read -ra EXTRA_ARGS <<< "${EXTRA:-}"
+RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" --resume
+        "${EXTRA_ARGS[@]}")
 # ARMS: which runs train now (all by default, side by side; CPU seconds keep the curves comparable when they share cores).
 ARMS=" ${ARMS:-plain every_item every_item_dropout0} "
 EVERY=(model.encoder=causal model.train_targets=every_item training.batch_size=64 training.warmup_steps=500
