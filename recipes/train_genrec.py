@@ -5,6 +5,8 @@
     python recipes/train_genrec.py --config recipes/configs/genrec_beauty_causal.yaml   # decoder-only
     python recipes/train_genrec.py --config recipes/configs/genrec_beauty_lora.yaml model.lora.pretrained=PATH
     python recipes/train_genrec.py --config ... --resume       # continue a killed run from its last checkpoint
+    python recipes/train_genrec.py --config ... --branch-from RUN/checkpoints/step-00006000 output_dir=NEW \
+        training.lr_scheduler=wsd training.decay_steps=2000 training.max_steps=8000   # decay a constant run's LR
     accelerate launch --num_processes 2 recipes/train_genrec.py --config ...   # data-parallel (GPUs)
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train_genrec.py --config ...  # CPU processes
 
@@ -76,7 +78,7 @@ from genrec.training import (
     resolve_mixed_precision,
     train,
 )
-from genrec.training.checkpoint import check_output_dir
+from genrec.training.checkpoint import TRAINER_STATE, check_output_dir, list_checkpoints
 
 logger = logging.getLogger("train_genrec")
 
@@ -183,6 +185,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", help="YAML config (see recipes/configs/)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in <output_dir>/checkpoints (a fresh start if there is none)")
+    parser.add_argument("--branch-from", type=Path, metavar="CHECKPOINT",
+                        help="continue another run's checkpoint (weights, optimizer, step, data position) in output_dir "
+                             "with this config's settings, e.g. a learning-rate decay; rerunning the command continues "
+                             "the branch from its own newest checkpoint")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=3 model.d_model=64")
     add_data_dir_argument(parser)
     args = parser.parse_intermixed_args(argv)
@@ -216,9 +222,17 @@ def main(argv: list[str] | None = None) -> dict:
     timings["data_seconds"] = time.perf_counter() - t
     logger.info("%s: %d items, %d train / %d valid / %d test examples; model.type=%s", cfg.dataset, len(split.item_ids),
                 len(inputs.train_ds), len(inputs.valid_ds), len(inputs.test_ds), cfg.model.type)
+    resume: bool | Path = args.resume
+    if args.branch_from is not None:
+        if not (args.branch_from / TRAINER_STATE).is_file():
+            raise FileNotFoundError(f"--branch-from {args.branch_from}: not a training checkpoint (no {TRAINER_STATE})")
+        # The branch's own checkpoints, once it has some, are where it continues.
+        resume = True if list_checkpoints(out / "checkpoints") else args.branch_from
     if accelerator.is_main_process:
         check_output_dir(out)
-        if args.resume:
+        if args.branch_from is not None:
+            check_resumable(args.branch_from.parent.parent / "config.json", cfg)  # the parent run: same data and model
+        if resume:
             check_resumable(out / "config.json", cfg)
         out.mkdir(parents=True, exist_ok=True)
         # Written first so that a run killed after training can still be evaluated (evaluate_genrec.py reads it).
@@ -248,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("model: %.2fM parameters (%.2fM trainable)", sum(p.numel() for p in model.parameters()) / 1e6,
                 sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
     result = train(model, inputs.train_ds, inputs.train_collator, cfg.training, out, validate_fn=validate,
-                   accelerator=accelerator, resume=args.resume)
+                   accelerator=accelerator, resume=resume)
     timings["train_seconds"] = result.train_seconds
     timings["train_cpu_seconds"] = result.cpu_seconds
 

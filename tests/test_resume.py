@@ -196,6 +196,34 @@ def test_resume_refuses_settings_that_change_the_run(tmp_path):
     assert longer.steps == 8 and longer.resumed_from == tmp_path / "checkpoints" / "step-00000002"
 
 
+def test_a_constant_run_branched_into_a_decay_equals_the_decay_run_from_scratch(tmp_path):
+    """WSD is the constant schedule until its decay: a constant run's checkpoint continued in a new folder with
+    lr_scheduler=wsd reaches bit for bit the weights of the wsd run trained from the start, leaves the parent run
+    untouched, and picks its best model among its own validations."""
+    constant = TrainingConfig(epochs=2, batch_size=32, warmup_steps=1, learning_rate=1e-3, lr_scheduler="constant",
+                              checkpoint_every_steps=2, keep_checkpoints=10)
+    wsd = dataclasses.replace(constant, lr_scheduler="wsd", decay_steps=4)  # 8 steps: the decay starts at step 4
+    parent, _ = _train(tmp_path / "constant", constant)
+    parent_files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "constant").rglob("*"))
+    scratch, _ = _train(tmp_path / "wsd", wsd)
+    branch, calls = _train(tmp_path / "branch", wsd, resume=tmp_path / "constant" / "checkpoints" / "step-00000004")
+    assert branch.resumed_from == tmp_path / "constant" / "checkpoints" / "step-00000004" and branch.steps == 8
+    _assert_same_weights(_weights(latest_checkpoint(tmp_path / "wsd" / "checkpoints")),
+                         _weights(latest_checkpoint(tmp_path / "branch" / "checkpoints")))
+    assert not _weights(latest_checkpoint(tmp_path / "constant" / "checkpoints"))["shared.weight"].equal(
+        _weights(latest_checkpoint(tmp_path / "branch" / "checkpoints"))["shared.weight"])  # the decay changed something
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "constant").rglob("*")) == parent_files
+    # Validation after epochs 1 (step 4, the parent's) and 2: the branch ran the second only, and it is its best.
+    assert calls == 1 and branch.best_step == 8 and (tmp_path / "branch" / "best").is_dir()
+    assert [row["step"] for row in branch.learning_curve] == [4, 8] and parent.best_step in (4, 8)
+    # Where the decay would have begun before the checkpoint, the schedules disagree on steps already taken.
+    with pytest.raises(ValueError, match="lr_scheduler: 'constant' -> 'wsd'"):
+        _train(tmp_path / "late", wsd, resume=tmp_path / "constant" / "checkpoints" / "step-00000006")
+    short_decay = dataclasses.replace(wsd, decay_steps=2)  # decay over steps 6-8: the constant part still agrees
+    late, _ = _train(tmp_path / "late", short_decay, resume=tmp_path / "constant" / "checkpoints" / "step-00000006")
+    assert late.steps == 8 and late.resumed_from.name == "step-00000006"
+
+
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
     cfg = TrainingConfig(epochs=2, batch_size=32, warmup_steps=1, checkpoint_every_steps=2, keep_checkpoints=10)
     full, _ = _train(tmp_path / "full", cfg)
@@ -237,6 +265,36 @@ def test_the_recipe_refuses_a_foreign_folder_and_a_changed_model_on_resume(tmp_p
     with pytest.raises(ValueError, match=r"--resume with a different model"):
         train_genrec.main(["--resume", *recipe_args(data, tok, out, *TINY_T5, "model.d_model=48", "training.epochs=1",
                                                     "training.mixed_precision=no")])
+
+
+@pytest.mark.slow
+def test_the_recipe_branches_a_run_into_a_decay_and_continues_the_branch(tmp_path):
+    """``--branch-from CHECKPOINT``: another run's checkpoint continued in a new folder with a new schedule; rerun,
+    the command continues the branch's own checkpoints; a different model is refused."""
+    from accelerate.state import AcceleratorState
+
+    from genrec.recipes import train_genrec
+
+    data, tok = make_dataset(tmp_path)
+    common = [*TINY_T5, "training.mixed_precision=no", "training.lr_scheduler=constant", "training.checkpoint_every_steps=2",
+              "training.keep_checkpoints=20", "eval.final_validation=false"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    parent = train_genrec.main(recipe_args(data, tok, tmp_path / "parent", *common, "training.max_steps=4"))
+    branch_point = tmp_path / "parent" / "checkpoints" / "step-00000004"
+    assert parent["steps"] == 4 and branch_point.is_dir()
+    decay = [*common, "training.lr_scheduler=wsd", "training.decay_steps=4", "training.max_steps=8"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    branch = train_genrec.main(["--branch-from", str(branch_point), *recipe_args(data, tok, tmp_path / "branch", *decay)])
+    assert branch["steps"] == 8 and branch["resumed_from"] == str(branch_point) and branch["best_step"] > 4
+    assert json.loads((tmp_path / "branch" / "config.json").read_text())["training"]["lr_scheduler"] == "wsd"
+    # The same command again: the branch is finished, so it continues from its own newest checkpoint (step 8).
+    AcceleratorState._reset_state(reset_partial_state=True)
+    again = train_genrec.main(["--branch-from", str(branch_point), *recipe_args(data, tok, tmp_path / "branch", *decay)])
+    assert again["steps"] == 8 and Path(again["resumed_from"]).parent == tmp_path / "branch" / "checkpoints"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match=r"--resume with a different model"):
+        train_genrec.main(["--branch-from", str(branch_point),
+                           *recipe_args(data, tok, tmp_path / "other", *decay, "model.d_model=48")])
 
 
 def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path):

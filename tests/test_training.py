@@ -124,13 +124,14 @@ def test_bf16_and_fp32_train_on_the_same_batches(tmp_path):
     assert len(seen["no"]) == 2 * len(LengthBucketBatchSampler(ds["length"], 16, bucket_factor=3))
 
 
-@pytest.mark.parametrize("name", ["constant", "inverse_sqrt", "cosine"])
+@pytest.mark.parametrize("name", ["constant", "inverse_sqrt", "cosine", "wsd"])
 def test_lr_schedules_after_warmup(tmp_path, name):
     """Each schedule's learning rate at every optimizer step, recorded from the optimizer itself."""
     vocab = SIDVocab((4, 2, 1))
     model = build_t5(vocab, TRAINING_T5)
     lrs = []
-    cfg = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-2, warmup_steps=4, lr_scheduler=name)
+    cfg = TrainingConfig(epochs=4, batch_size=16, learning_rate=1e-2, warmup_steps=4, lr_scheduler=name,
+                         decay_steps=6 if name == "wsd" else None)
 
     def collate(rows):
         return collate_toy_rows(rows)
@@ -155,6 +156,9 @@ def test_lr_schedules_after_warmup(tmp_path, name):
         assert after == pytest.approx(1e-2)
     elif name == "inverse_sqrt":
         assert after == pytest.approx(1e-2 / np.sqrt(np.arange(4, 16) / 4))
+    elif name == "wsd":  # constant over steps 4-9, then half a cosine over the last 6 steps
+        assert after[:6] == pytest.approx(1e-2)
+        assert after[6:] == pytest.approx(1e-2 * 0.5 * (1 + np.cos(np.pi * np.arange(6) / 6)))
     else:
         assert after[0] == pytest.approx(1e-2) and np.all(np.diff(after) < 0) and after[-1] < 1e-3
 
@@ -163,6 +167,10 @@ def test_unknown_lr_schedule_is_an_error(tmp_path):
     vocab = SIDVocab((4, 2, 1))
     with pytest.raises(ValueError, match="lr_scheduler"):
         train(build_t5(vocab, TRAINING_T5), toy_rows(vocab), collate_toy_rows, TrainingConfig(lr_scheduler="linear"), tmp_path)
+    with pytest.raises(ValueError, match="decay_steps goes with lr_scheduler: wsd"):
+        TrainingConfig(lr_scheduler="wsd")
+    with pytest.raises(ValueError, match="decay_steps goes with lr_scheduler: wsd"):
+        TrainingConfig(lr_scheduler="constant", decay_steps=100)
 
 
 def test_validation_every_n_steps_writes_the_learning_curve(tmp_path):

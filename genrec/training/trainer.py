@@ -53,6 +53,7 @@ from transformers import (
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
     get_inverse_sqrt_schedule,
+    get_wsd_schedule,
 )
 
 from genrec.config import check_positive, require
@@ -79,13 +80,16 @@ logger = logging.getLogger(__name__)
 
 ValidateFn = Callable[[torch.nn.Module, Accelerator], dict[str, float]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "position_ids", "target_starts")
-LR_SCHEDULERS = ("constant", "inverse_sqrt", "cosine")
+LR_SCHEDULERS = ("constant", "inverse_sqrt", "cosine", "wsd")
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _METRIC_NAME = re.compile(r"(recall|ndcg)@[1-9]\d*")
 # Settings that define the optimisation: changing one on resume makes the run something else (budgets,
 # validation and checkpoint frequencies may change: they extend or observe a run without altering it).
 RUN_DEFINING = ("batch_size", "learning_rate", "lr_scheduler", "weight_decay", "warmup_steps", "max_grad_norm", "grad_accum_steps",
-                "mixed_precision", "length_bucketing", "bucket_factor", "seed", "metric_for_best")
+                "mixed_precision", "length_bucketing", "bucket_factor", "seed", "metric_for_best", "decay_steps")
+# Settings that only shape the learning-rate schedule: changing them on resume changes nothing already done when
+# the schedule's factors agree on every step taken so far (a constant run resumed into wsd, a wsd decay moved later).
+SCHEDULE_SETTINGS = ("lr_scheduler", "warmup_steps", "decay_steps")
 
 
 class ResumeError(ValueError):
@@ -102,7 +106,10 @@ class TrainingConfig:
     max_train_minutes: float | None = None  # stop (and still evaluate) after this wall time (counted across resumes)
     batch_size: int = 256
     learning_rate: float = 1e-3
-    lr_scheduler: str = "cosine"  # after linear warmup: "constant" | "inverse_sqrt" | "cosine" (to 0 at the last step)
+    lr_scheduler: str = "cosine"  # after linear warmup: "constant" | "inverse_sqrt" | "cosine" (to 0 at the last step) | "wsd"
+    # wsd (warmup-stable-decay): constant, then a cosine decay to 0 over the last decay_steps optimizer steps. Up to
+    # its decay it is the constant schedule, so a constant run's checkpoint can be resumed (or branched) into it.
+    decay_steps: int | None = None
     weight_decay: float = 0.035
     warmup_steps: int = 500  # optimizer steps, whatever the number of processes
     max_grad_norm: float = 1.0
@@ -143,6 +150,10 @@ class TrainingConfig:
             require(value is None or value > 0, f"{name} must be > 0 or null, got {value!r}")
         require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
         require(self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
+        check_positive(self, "decay_steps", allow_none=True)
+        require((self.decay_steps is not None) == (self.lr_scheduler == "wsd"),
+                f"decay_steps goes with lr_scheduler: wsd (the decay's length in optimizer steps), got lr_scheduler "
+                f"{self.lr_scheduler!r} and decay_steps {self.decay_steps!r}")
         require(self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
         require(not self.resident_batches or self.num_workers == 0,
                 f"resident_batches gathers batches on the device: num_workers must be 0, got {self.num_workers}")
@@ -249,7 +260,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
     steps_per_epoch = math.ceil(len(loader) / max(1, n_proc) / cfg.grad_accum_steps)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup = min(cfg.warmup_steps, total_steps // 2)
-    scheduler = _lr_schedule(optimizer, cfg.lr_scheduler, warmup, total_steps, n_proc)
+    scheduler = _lr_schedule(optimizer, cfg.lr_scheduler, warmup, total_steps, n_proc, cfg.decay_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     # Only the training forward is compiled: validation decodes with the plain module (its shapes vary per
     # step of the search), and saving never sees a compiled wrapper. Both share the same parameters.
@@ -273,7 +284,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_root)
         for candidate in candidates:
             try:
-                pos = _load_checkpoint(accelerator, candidate, n_proc, cfg)
+                pos = _load_checkpoint(accelerator, candidate, n_proc, cfg, total_steps)
             except ResumeError:
                 raise
             except Exception as error:  # a damaged checkpoint (truncated file, bad JSON): try the one before it
@@ -288,6 +299,14 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             # loader draws it again, so the RNG states are put back after that, before the first batch.
             pending_rng = _get_rng_state() if pos.batches_done else None
             logger.info("resumed from %s: epoch %d, batch %d, step %d", resumed_from, pos.epoch, pos.batches_done, pos.steps)
+            if resumed_from.resolve().parent != ckpt_root.resolve():
+                # A branch: another run's checkpoint continued in this output_dir (e.g. a learning-rate decay
+                # from a constant run). It keeps the parent's curve up to here; "best" is chosen among its own
+                # validations, so best/ always holds this branch's weights.
+                logger.info("branching from %s into %s: best model chosen among this run's validations", resumed_from,
+                            output_dir)
+                pos.best_metric = pos.best_epoch = pos.best_step = None
+                pos.validations_since_best, pos.early_stopped, pos.stopped = 0, False, False
 
     best_dir = output_dir / "best"
     result = TrainResult(best_metric=pos.best_metric, best_epoch=pos.best_epoch, best_dir=best_dir if best_dir.exists() and
@@ -463,7 +482,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
     return result
 
 
-def _lr_schedule(optimizer, name: str, warmup: int, total_steps: int, num_processes: int):
+def _lr_schedule(optimizer, name: str, warmup: int, total_steps: int, num_processes: int, decay_steps: int | None = None):
     """Linear warmup over ``warmup`` optimizer steps, then ``name``.
 
     Accelerate steps a prepared scheduler num_processes times per optimizer step (its schedules
@@ -476,6 +495,10 @@ def _lr_schedule(optimizer, name: str, warmup: int, total_steps: int, num_proces
         return get_inverse_sqrt_schedule(optimizer, warmup * num_processes, timescale=max(1, warmup * num_processes))
     if name == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup * num_processes, total_steps * num_processes)
+    if name == "wsd":
+        decay = min(decay_steps, total_steps - warmup)
+        return get_wsd_schedule(optimizer, warmup * num_processes, decay * num_processes,
+                                num_stable_steps=(total_steps - warmup - decay) * num_processes, decay_type="cosine")
     raise ValueError(f"training.lr_scheduler must be one of {LR_SCHEDULERS}, got {name!r}")
 
 
@@ -546,14 +569,31 @@ def _save_checkpoint(accelerator: Accelerator, root: Path, state: _Position, cfg
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, cfg: TrainingConfig) -> _Position:
+def _schedule_factors(cfg_values: dict, total_steps: int, steps: int) -> list[float]:
+    """The learning-rate factor of optimizer steps 0..``steps`` under ``cfg_values``' schedule settings."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    warmup = min(cfg_values["warmup_steps"], total_steps // 2)
+    schedule = _lr_schedule(optimizer, cfg_values["lr_scheduler"], warmup, total_steps, 1, cfg_values.get("decay_steps"))
+    return [schedule.lr_lambdas[0](step) for step in range(steps + 1)]
+
+
+def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, cfg: TrainingConfig,
+                     total_steps: int) -> _Position:
     path = Path(path)
     if not (path / TRAINER_STATE).is_file() or not CHECKPOINT_NAME.fullmatch(path.name):
         raise FileNotFoundError(f"{path} is not a complete training checkpoint (no {TRAINER_STATE})")
     saved = json.loads((path / TRAINER_STATE).read_text())
     saved_cfg = saved.pop("config", None) or {}
     fingerprint = saved.pop("rng_fingerprint", None)
-    changed = {k: (saved_cfg[k], getattr(cfg, k)) for k in RUN_DEFINING if k in saved_cfg and saved_cfg[k] != getattr(cfg, k)}
+    changed = {k: (saved_cfg.get(k), getattr(cfg, k)) for k in RUN_DEFINING
+               if (k in saved_cfg or k == "decay_steps") and saved_cfg.get(k) != getattr(cfg, k)}
+    if changed and set(changed) <= set(SCHEDULE_SETTINGS):
+        before = {k: saved_cfg.get(k) for k in SCHEDULE_SETTINGS}
+        now = {k: getattr(cfg, k) for k in SCHEDULE_SETTINGS}
+        steps_done = int(saved.get("steps", 0))
+        if _schedule_factors(before, total_steps, steps_done) == _schedule_factors(now, total_steps, steps_done):
+            logger.info("%s: schedule %s -> %s agrees on the %d steps taken: resuming into it", path, before, now, steps_done)
+            changed = {}
     if changed and not cfg.allow_config_change_on_resume:
         listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise ResumeError(f"{path}: resuming with settings that change the run ({listed}); resume with the checkpoint's "
