@@ -580,8 +580,11 @@ def _schedule_factors(cfg_values: dict, total_steps: int, steps: int) -> list[fl
 def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, cfg: TrainingConfig,
                      total_steps: int) -> _Position:
     path = Path(path)
-    if not (path / TRAINER_STATE).is_file() or not CHECKPOINT_NAME.fullmatch(path.name):
+    if not (path / TRAINER_STATE).is_file():
         raise FileNotFoundError(f"{path} is not a complete training checkpoint (no {TRAINER_STATE})")
+    if not CHECKPOINT_NAME.fullmatch(path.name):
+        raise FileNotFoundError(f"{path}: a checkpoint folder is named step-<8 digits> (step-00006000), as genrec saves it; "
+                                "a renamed copy would not be found by a later --resume")
     saved = json.loads((path / TRAINER_STATE).read_text())
     saved_cfg = saved.pop("config", None) or {}
     fingerprint = saved.pop("rng_fingerprint", None)
