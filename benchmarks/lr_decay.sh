@@ -27,4 +27,4 @@ python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml 
     --branch-from "$CHECKPOINT" output_dir="$OUT/${ARM}_decay${DECAY}_from${START}" "${SETTINGS[@]}" \
     training.lr_scheduler=wsd training.decay_steps="$DECAY" training.max_steps=$((START + DECAY)) \
     training.eval_every_steps=$((DECAY / 3)) training.early_stopping_patience=null \
-    training.resident_batches=true training.fast_dropout=true
+    training.resident_batches=true training.fast_dropout=true eval.final_validation=false  # test: all users
