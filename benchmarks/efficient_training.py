@@ -9,7 +9,9 @@ The first run is the reference. Each run is a ``recipes/train_genrec.py`` output
 against training CPU seconds (validation excluded; ``process_time``, so a run sharing the machine with
 another job is measured by its own compute) and examples seen. The target is the reference's best
 validation NDCG@10; per mode the script reports the CPU seconds to reach it, the final test
-Recall@10 / NDCG@10 (``metrics.json``, when the run has finished) and the speedup over the reference.
+Recall@10 / NDCG@10 (``metrics.json`` when the run has finished, else ``eval_test.json`` from
+``evaluate_genrec.py --out``) and the speedup over the reference. A branch (``train_genrec.py --branch-from``,
+e.g. ``benchmarks/lr_decay.sh``) is a run like any other: its curve starts with its parent's validations.
 
 Writes ``summary.json`` (``modes`` -> name -> ``cpu_seconds_to_target``, ``test_ndcg@10``,
 ``test_recall@10``, ``speedup``, plus the curve's state), ``curves.csv`` (every validation of every
@@ -44,6 +46,9 @@ def summarize(runs: dict[str, Path], metric: str = "ndcg@10") -> dict:
         rows = curves[name]
         metrics_file = run / "metrics.json"
         final = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        # A run stopped before its end has no metrics.json; evaluate_genrec.py --out <run>/eval_test.json ranks its best.
+        evaluated = run / "eval_test.json"
+        test = final.get("test") or (json.loads(evaluated.read_text())["metrics"] if evaluated.is_file() else {})
         hit = first_reaching(rows, metric, target)
         best = max(rows, key=lambda r: r[metric])
         modes[name] = {
@@ -56,8 +61,8 @@ def summarize(runs: dict[str, Path], metric: str = "ndcg@10") -> dict:
             "validations": len(rows),
             "finished": bool(final),
             "early_stopped": final.get("early_stopped"),
-            "test_ndcg@10": final.get("test", {}).get("ndcg@10"),
-            "test_recall@10": final.get("test", {}).get("recall@10"),
+            "test_ndcg@10": test.get("ndcg@10"),
+            "test_recall@10": test.get("recall@10"),
             "speedup": (ref_hit["cpu_seconds"] / hit["cpu_seconds"]) if hit and ref_hit else None,
         }
     return {"reference": reference, "metric": metric, "target": target,
