@@ -6,7 +6,7 @@
 #
 #   GENREC_DATA_DIR=../shared/data nohup bash benchmarks/lr_decay.sh ARM CHECKPOINT [DECAY] > decay.log 2>&1 &
 #
-# ARM: plain | every_item_dropout0 (the settings of that arm in efficient_training.sh); CHECKPOINT: a checkpoint of
+# ARM: plain | every_item | every_item_dropout0 (the settings of that arm in efficient_training.sh); CHECKPOINT: a checkpoint of
 # that arm's run (copy it first if the run still trains: it keeps only its newest); DECAY: decay steps (1500).
 # Writes runs/beauty_full/<arm>_decay<DECAY>_from<step>/ (learning_curve.csv, metrics.json with the test ranking of
 # all users). Rerun the same command to continue after an interruption.
@@ -19,9 +19,11 @@ export OMP_NUM_THREADS=${THREADS:-1} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=6
 START=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" "$CHECKPOINT/trainer_state.json")
 case $ARM in
   plain) SETTINGS=() ;;
+  every_item) SETTINGS=(model.encoder=causal model.train_targets=every_item training.batch_size=64
+                        training.warmup_steps=500) ;;
   every_item_dropout0) SETTINGS=(model.encoder=causal model.train_targets=every_item training.batch_size=64
                                  training.warmup_steps=500 model.dropout_rate=0) ;;
-  *) echo "unknown arm $ARM (plain | every_item_dropout0)" >&2; exit 2 ;;
+  *) echo "unknown arm $ARM (plain | every_item | every_item_dropout0)" >&2; exit 2 ;;
 esac
 python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" \
     --branch-from "$CHECKPOINT" output_dir="$OUT/${ARM}_decay${DECAY}_from${START}" "${SETTINGS[@]}" \
