@@ -78,7 +78,7 @@ from genrec.training import (
     resolve_mixed_precision,
     train,
 )
-from genrec.training.checkpoint import TRAINER_STATE, check_output_dir, list_checkpoints
+from genrec.training.checkpoint import check_output_dir, list_checkpoints
 
 logger = logging.getLogger("train_genrec")
 
@@ -223,9 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("%s: %d items, %d train / %d valid / %d test examples; model.type=%s", cfg.dataset, len(split.item_ids),
                 len(inputs.train_ds), len(inputs.valid_ds), len(inputs.test_ds), cfg.model.type)
     resume: bool | Path = args.resume
-    if args.branch_from is not None:
-        if not (args.branch_from / TRAINER_STATE).is_file():
-            raise FileNotFoundError(f"--branch-from {args.branch_from}: not a training checkpoint (no {TRAINER_STATE})")
+    if args.branch_from is not None:  # (the trainer checks that it is a checkpoint)
         # The branch's own checkpoints, once it has some, are where it continues.
         resume = True if list_checkpoints(out / "checkpoints") else args.branch_from
     if accelerator.is_main_process:

@@ -588,8 +588,10 @@ def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, c
     saved = json.loads((path / TRAINER_STATE).read_text())
     saved_cfg = saved.pop("config", None) or {}
     fingerprint = saved.pop("rng_fingerprint", None)
-    changed = {k: (saved_cfg.get(k), getattr(cfg, k)) for k in RUN_DEFINING
-               if (k in saved_cfg or k == "decay_steps") and saved_cfg.get(k) != getattr(cfg, k)}
+    # A setting newer than the checkpoint is absent from its config: it had the default (which keeps the older behaviour).
+    defaults = {f.name: f.default for f in fields(TrainingConfig)}
+    changed = {k: (saved_cfg.get(k, defaults[k]), getattr(cfg, k)) for k in RUN_DEFINING
+               if saved_cfg.get(k, defaults[k]) != getattr(cfg, k)}
     if changed and set(changed) <= set(SCHEDULE_SETTINGS):
         before = {k: saved_cfg.get(k) for k in SCHEDULE_SETTINGS}
         now = {k: getattr(cfg, k) for k in SCHEDULE_SETTINGS}
