@@ -16,6 +16,14 @@ and the cold candidates of each method are merged into those lists
   scored by the model on their semantic prefix (``fused``: plus ``--content-weight`` x cosine), same cap;
 * ``semantic_knn``: content similarity alone over the whole catalogue (the cold-start reference).
 
+``<method>_<eps>_tail`` variants put the admitted cold items in the last places, behind a score offset
+calibrated on validation users (the largest offset that keeps validation NDCG@10 within ``--valid-budget``
+of plain's). ``content_fused_tuned`` also chooses the cosine's weight and the cap on validation: for each
+weight of :data:`CONTENT_WEIGHTS` and cap 1 or 2, the calibrated offset, then the setting with the best
+cold Recall@10 on the validation users whose target is cold (``SplitData.valid_cold``: never used to
+pick a model); test users are not looked at. Decoded lists are cached per run (``--cache``), so the
+methods can be re-measured without decoding again.
+
 Writes ``summary.json`` (per tokenizer and method: cold Recall@10/NDCG@10 and warm Recall@10/NDCG@10,
 warm NDCG@10's change against plain), ``summary.md`` and ``tradeoff.png`` (warm NDCG@10 against cold
 Recall@10).
@@ -48,6 +56,9 @@ from genrec.tokenizer_inputs import build_tokenizer_inputs
 TOP_K = 10
 EPSILONS = (0.1, 0.2)
 OFFSET_RANGE = 100.0  # the validation calibration searches score offsets in [-100, 100] (log-probability units)
+# content_fused_tuned's grid: the cosine's weight against the model's log-probability (1,000: the cosine alone orders
+# the drafts and decides their admission, the model's score only breaks ties).
+CONTENT_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 1000.0)
 
 
 def subset(examples: Examples, rows: np.ndarray, max_history: int | None = None) -> Examples:
@@ -125,31 +136,76 @@ def ndcg_at_10(items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return per_user_metrics(items, targets, ks=(TOP_K,))["ndcg@10"]
 
 
-def calibrate(decoded_valid: dict, targets: torch.Tensor, is_cold, method: str, epsilon: float, args) -> float:
+def calibrate(decoded_valid: dict, targets: torch.Tensor, is_cold, method: str, epsilon: float, content_weight: float,
+              args) -> float:
     """The largest score offset whose validation NDCG@10 stays within ``args.valid_budget`` of plain's.
 
     Validation targets are never cold, so every cold item a list takes there can only cost NDCG: the
-    offset buys as many cold items as the budget allows. Bisection over [-OFFSET_RANGE, OFFSET_RANGE]
-    (the loss grows with the offset); -inf when even the lowest offset costs more than the budget.
+    offset buys as many cold items as the budget allows. Bisection over [-R, R], R = OFFSET_RANGE + the
+    cosine's weight (a cosine is in [-1, 1]), as the loss grows with the offset; -inf when even the
+    lowest offset costs more than the budget.
     """
     plain = float(ndcg_at_10(decoded_valid["plain_items"], targets).mean())
 
     def within(offset: float) -> bool:
-        lists = method_lists(decoded_valid, is_cold, method, epsilon, offset, args.content_weight, "tail")
+        lists = method_lists(decoded_valid, is_cold, method, epsilon, offset, content_weight, "tail")
         return float(ndcg_at_10(lists, targets).mean()) >= plain * (1 - args.valid_budget)
 
-    low, high = -OFFSET_RANGE, OFFSET_RANGE
+    span = OFFSET_RANGE + (abs(content_weight) if method == "content_fused" else 0.0)
+    low, high = -span, span
     if not within(low):
         return float("-inf")
     if within(high):
         return high
-    for _ in range(24):
+    for _ in range(32):
         middle = (low + high) / 2
         low, high = (middle, high) if within(middle) else (low, middle)
     return low
 
 
-def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows: np.ndarray, embeddings: torch.Tensor, args) -> dict:
+def take(decoded: dict, rows: torch.Tensor) -> dict:
+    """The rows ``rows`` (bool mask or indices) of every tensor of a :func:`decode` result."""
+    return {key: value[rows] for key, value in decoded.items()}
+
+
+def list_metrics(items: torch.Tensor, targets: torch.Tensor, cold_row: torch.Tensor, is_cold: torch.Tensor) -> dict:
+    """Cold / warm Recall@10 and NDCG@10 of top-10 lists (``cold_row``: the target is cold), cold items per list."""
+    metrics = per_user_metrics(items, targets, ks=(TOP_K,))
+    cold_in_list = (is_cold[items.clamp(min=0)] & (items >= 0)).sum(1).float()
+    out = {}
+    for kind, rows in (("cold", cold_row), ("warm", ~cold_row)):
+        if rows.any():
+            out[f"{kind}_recall@10"] = float(metrics["recall@10"][rows].mean())
+            out[f"{kind}_ndcg@10"] = float(metrics["ndcg@10"][rows].mean())
+    return {**out, "cold_items_per_list": float(cold_in_list.mean())}
+
+
+def decoded_run(trained, model, run_dir: Path, name: str, examples: dict[str, Examples], catalogue: ColdCatalogue,
+                item_tokens: torch.Tensor, args) -> dict[str, dict]:
+    """:func:`decode` of each set of ``examples``, read from ``--cache`` when it was decoded with the same settings."""
+    checkpoint = trained.best_dir / "model.safetensors"
+    key = {"run": str(run_dir), "model_mtime": checkpoint.stat().st_mtime if checkpoint.exists() else None,
+           "num_beams": args.num_beams, "drafts": args.drafts,
+           "examples": {kind: [int(len(ex)), int(ex.target.sum()), int(ex.user_index.sum())] for kind, ex in examples.items()}}
+    path = Path(args.cache) / f"{name}.pt" if args.cache else None
+    if path is not None and path.is_file():
+        cached = torch.load(path, weights_only=False)
+        if cached.get("key") == key:
+            print(f"{run_dir}: decoded lists read from {path}", flush=True)
+            return cached["decoded"]
+    trie = trained.trie()
+    decoded = {}
+    for kind, ex in examples.items():
+        print(f"{run_dir}: {kind} users ({len(ex)})", flush=True)
+        decoded[kind] = decode(trained, model, trie, item_tokens, ex, catalogue, args)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_file(path, lambda tmp: torch.save({"key": key, "decoded": decoded}, tmp))
+    return decoded
+
+
+def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], valid_rows: np.ndarray, embeddings: torch.Tensor,
+                 args) -> dict:
     trained = open_run(run_dir, data_dir=args.data_dir)
     split, space = trained.split(), trained.token_space
     model = trained.load_model("cpu").eval()
@@ -159,36 +215,48 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
     catalogue = ColdCatalogue(item_tokens, torch.from_numpy(split.untrained_items()), space.level_ranges, item_embeddings=embeddings)
     start = time.perf_counter()
     test_rows = np.concatenate([rows_by_kind["cold"], rows_by_kind["warm"]])
-    print(f"{run_dir}: validation sample", flush=True)
-    trie = trained.trie()
-    valid = decode(trained, model, trie, item_tokens, subset(split.valid, valid_rows), catalogue, args)
-    print(f"{run_dir}: test users", flush=True)
-    test = decode(trained, model, trie, item_tokens, subset(split.test, test_rows), catalogue, args)
+    examples = {"valid": subset(split.valid, valid_rows), "valid_cold": split.valid_cold, "test": subset(split.test, test_rows)}
+    decoded = decoded_run(trained, model, run_dir, name, examples, catalogue, item_tokens, args)
+    valid, valid_cold, test = decoded["valid"], decoded["valid_cold"], decoded["test"]
     valid_targets = torch.from_numpy(split.valid.target[valid_rows])
+    valid_cold_targets = torch.from_numpy(split.valid_cold.target)
     targets = torch.from_numpy(split.test.target[test_rows])
     is_cold_row = torch.from_numpy(split.cold_items[split.test.target[test_rows]])
+    is_cold = catalogue.is_cold
+
+    def valid_cold_recall(method, eps, offset, weight, placement) -> float:
+        items = method_lists(valid_cold, is_cold, method, eps, offset, weight, placement)
+        return float(per_user_metrics(items, valid_cold_targets, ks=(TOP_K,))["recall@10"].mean())
+
     # <method>_<eps>: cold items ranked by score among the list, no offset (TIGER's rule as is);
     # <method>_<eps>_tail: the offset calibrated on validation, admitted cold items in the last places.
-    variants = {"plain": ("plain", 0.0, None, "score"), "semantic_knn": ("semantic_knn", 0.0, None, "score")}
+    variants = {"plain": ("plain", 0.0, 0.0, args.content_weight, "score"),
+                "semantic_knn": ("semantic_knn", 0.0, 0.0, args.content_weight, "score")}
     for eps in EPSILONS:
         for method in ("epsilon", "content", "content_fused"):
-            variants[f"{method}_{eps}"] = (method, eps, 0.0, "score")
-            variants[f"{method}_{eps}_tail"] = (method, eps, calibrate(valid, valid_targets, catalogue.is_cold, method, eps, args),
-                                                "tail")
+            variants[f"{method}_{eps}"] = (method, eps, 0.0, args.content_weight, "score")
+            offset = calibrate(valid, valid_targets, is_cold, method, eps, args.content_weight, args)
+            variants[f"{method}_{eps}_tail"] = (method, eps, offset, args.content_weight, "tail")
+    # content_fused_tuned: the cosine's weight and the cap chosen on the validation users whose target is cold.
+    grid = []
+    for weight in CONTENT_WEIGHTS:
+        for eps in EPSILONS:
+            offset = calibrate(valid, valid_targets, is_cold, "content_fused", eps, weight, args)
+            grid.append({"content_weight": weight, "epsilon": eps, "score_offset": offset if math.isfinite(offset) else None,
+                           "valid_cold_recall@10": valid_cold_recall("content_fused", eps, offset, weight, "tail")})
+    best = max(grid, key=lambda row: row["valid_cold_recall@10"])  # first of equals: the lower weight, the lower cap
+    variants["content_fused_tuned"] = ("content_fused", best["epsilon"],
+                                       best["score_offset"] if best["score_offset"] is not None else float("-inf"),
+                                       best["content_weight"], "tail")
     result = {}
-    for name, (method, eps, offset, placement) in variants.items():
-        items = method_lists(test, catalogue.is_cold, method, eps, offset if offset is not None else 0.0, args.content_weight,
-                             placement)
-        metrics = per_user_metrics(items, targets, ks=(TOP_K,))
-        cold_in_list = (catalogue.is_cold[items.clamp(min=0)] & (items >= 0)).sum(1).float()
-        result[name] = {
-            "cold_recall@10": float(metrics["recall@10"][is_cold_row].mean()),
-            "cold_ndcg@10": float(metrics["ndcg@10"][is_cold_row].mean()),
-            "warm_recall@10": float(metrics["recall@10"][~is_cold_row].mean()),
-            "warm_ndcg@10": float(metrics["ndcg@10"][~is_cold_row].mean()),
-            "cold_items_per_list": float(cold_in_list.mean()),
-            **({"score_offset": offset if math.isfinite(offset) else None} if name.endswith("_tail") else {}),
-        }
+    for variant, (method, eps, offset, weight, placement) in variants.items():
+        items = method_lists(test, is_cold, method, eps, offset, weight, placement)
+        result[variant] = list_metrics(items, targets, is_cold_row, is_cold)
+        result[variant]["valid_cold_recall@10"] = valid_cold_recall(method, eps, offset, weight, placement)
+        if placement == "tail":
+            result[variant]["score_offset"] = offset if math.isfinite(offset) else None
+        if variant == "content_fused_tuned":
+            result[variant].update(content_weight=weight, epsilon=eps, search=grid)
     for values in result.values():
         plain = result["plain"]["warm_ndcg@10"]
         values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / plain - 1 if plain > 0 else float("nan")  # nan: no warm hit
@@ -196,7 +264,8 @@ def evaluate_run(run_dir: Path, rows_by_kind: dict[str, np.ndarray], valid_rows:
     return result
 
 
-METHOD_ORDER = ("plain", "semantic_knn", "epsilon", "epsilon_tail", "content", "content_tail", "content_fused", "content_fused_tail")
+METHOD_ORDER = ("plain", "semantic_knn", "epsilon", "epsilon_tail", "content", "content_tail", "content_fused", "content_fused_tail",
+                "content_fused_tuned")
 
 
 def _family(method: str) -> str:
@@ -213,12 +282,14 @@ def _tokenizers_in_order(summary: dict) -> list[tuple[str, dict]]:
 def write_markdown(summary: dict, out: Path) -> None:
     lines = [f"# Cold-start retrieval, Amazon Beauty ({summary['users']['cold']} cold-target test users, "
              f"{summary['users']['warm']} warm ones)", "",
-             "| tokenizer | method | cold R@10 | cold N@10 | warm R@10 | warm N@10 | warm N@10 change | cold items / list |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| tokenizer | method | cold R@10 | cold N@10 | warm R@10 | warm N@10 | warm N@10 change | cold items / list | "
+             "validation cold R@10 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for tokenizer, methods in _tokenizers_in_order(summary):
         for method, v in sorted(methods.items(), key=lambda kv: METHOD_ORDER.index(_family(kv[0])) * 10 + len(kv[0])):
             lines.append(f"| {tokenizer} | {method} | {v['cold_recall@10']:.4f} | {v['cold_ndcg@10']:.4f} | {v['warm_recall@10']:.4f} | "
-                         f"{v['warm_ndcg@10']:.4f} | {100 * v['warm_ndcg@10_change']:+.1f}% | {v['cold_items_per_list']:.2f} |")
+                         f"{v['warm_ndcg@10']:.4f} | {100 * v['warm_ndcg@10_change']:+.1f}% | {v['cold_items_per_list']:.2f} | "
+                         f"{v.get('valid_cold_recall@10', float('nan')):.4f} |")
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n", mode=0o644)
 
 
@@ -230,7 +301,7 @@ def plot(summary: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x",
-               "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*"}
+               "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*", "content_fused_tuned": "h"}
     for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), _tokenizers_in_order(summary), strict=False):
         for method, v in methods.items():
             family = _family(method)
@@ -279,6 +350,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--content-weight", type=float, default=20.0, help="content_fused: weight of the cosine")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--valid-users", type=int, default=3000, help="validation users (seed 0) for the offset calibration")
+    parser.add_argument("--cache", default="runs/cold_start_decoded",
+                        help="folder of decoded lists per run (reused when decoded with the same settings; '' = none)")
     parser.add_argument("--valid-budget", type=float, default=0.015,
                         help="calibrated variants: the largest validation NDCG@10 loss allowed (relative; default 1.5%%)")
     args = parser.parse_args(argv)
@@ -299,13 +372,14 @@ def main(argv: list[str] | None = None) -> dict:
                "date": time.strftime("%Y-%m-%d"), "commit": commit,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {torch.backends.cpu.get_cpu_capability()}",
                "users": {"cold": len(rows_by_kind["cold"]), "warm": len(rows_by_kind["warm"]),
-                         "warm_of": int((~is_cold_row).sum()), "validation": len(valid_rows)},
+                         "warm_of": int((~is_cold_row).sum()), "validation": len(valid_rows),
+                         "validation_cold": len(split.valid_cold)},
                "settings": {"num_beams": args.num_beams, "drafts": args.drafts, "content_weight": args.content_weight,
                             "top_k": TOP_K, "epsilons": list(EPSILONS), "offset_range": OFFSET_RANGE,
-                            "valid_budget": args.valid_budget},
+                            "valid_budget": args.valid_budget, "content_weights": list(CONTENT_WEIGHTS)},
                "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {}}
     for name, run_dir in runs.items():
-        result = evaluate_run(run_dir, rows_by_kind, valid_rows, embeddings, args)
+        result = evaluate_run(run_dir, name, rows_by_kind, valid_rows, embeddings, args)
         summary["seconds"][name] = result.pop("_seconds")
         summary["tokenizers"][name] = result
         summary = merged_with_earlier(summary, out / "summary.json", runs)

@@ -47,6 +47,7 @@ TOKENIZER_DIR = "tokenizer"
 POPULAR_FILE = "popular_items.json"
 USERS_FILE = "user_ids.json"
 WARM_ITEMS_FILE = "warm_items.json"  # items with training interactions; every other item is cold (cold-start decoding)
+ITEM_EMBEDDINGS_FILE = "item_embeddings.safetensors"  # content vectors, row = item index (cold-start "content" method)
 CARD_FILE = "README.md"
 TEXT_TOKENIZER_DIR = "text_tokenizer"
 MODEL_WEIGHTS = "model.safetensors"
@@ -56,7 +57,7 @@ REQUIRED_FILES = (CONFIG_FILE, f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/{MODEL_
 LORA_REQUIRED_FILES = (f"{TEXT_TOKENIZER_DIR}/tokenizer_config.json",)
 # Everything a bundle may hold at its top level (save_pretrained replaces a folder holding only these).
 BUNDLE_ENTRIES = (CONFIG_FILE, MODEL_DIR, TOKENIZER_DIR, TEXT_TOKENIZER_DIR, ITEM_TEXT_FILE, POPULAR_FILE, USERS_FILE,
-                  WARM_ITEMS_FILE, CARD_FILE)
+                  WARM_ITEMS_FILE, ITEM_EMBEDDINGS_FILE, CARD_FILE)
 
 
 NUM_POPULAR_ITEMS = 1000
@@ -124,6 +125,30 @@ def read_warm_items(folder: Path, where: str) -> list[str]:
             not all(isinstance(i, str) for i in warm["item_ids"]):
         raise ValueError(f"{path}: expected a JSON object with an 'item_ids' list of strings")
     return warm["item_ids"]
+
+
+def write_item_embeddings(path: Path, embeddings: torch.Tensor) -> None:
+    """Write ``(N, d)`` content vectors (row = item index) as :data:`ITEM_EMBEDDINGS_FILE` (tensor ``embeddings``)."""
+    from safetensors.torch import save_file
+
+    save_file({"embeddings": embeddings.detach().to("cpu", torch.float32).contiguous()}, str(path))
+
+
+def read_item_embeddings(folder: Path, where: str, num_items: int) -> torch.Tensor:
+    """The bundle's :data:`ITEM_EMBEDDINGS_FILE` (listed in its config): ``(num_items, d)`` float32, finite."""
+    path = folder / ITEM_EMBEDDINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: missing file {ITEM_EMBEDDINGS_FILE} ({CONFIG_FILE} lists item embeddings)")
+    with safe_open(str(path), framework="pt") as f:
+        if "embeddings" not in f.keys():
+            raise ValueError(f"{path}: expected a tensor 'embeddings', found {list(f.keys())}")
+        embeddings = f.get_tensor("embeddings")
+    if embeddings.ndim != 2 or len(embeddings) != num_items:
+        raise ValueError(f"{path}: expected ({num_items}, d) item embeddings (one row per catalogue item), "
+                         f"got shape {tuple(embeddings.shape)}")
+    if not torch.isfinite(embeddings).all():
+        raise ValueError(f"{path}: item embeddings hold non-finite values")
+    return embeddings.float()
 
 
 def read_user_ids(folder: Path, where: str) -> list[str]:
@@ -283,6 +308,7 @@ def build_model_card(config: dict, tokenizer_config: dict | None = None, repo_id
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-__all__ = ["NUM_POPULAR_ITEMS", "POPULARITY_SOURCE", "PopularItems", "read_popular_items", "read_user_ids", "read_warm_items", "WARM_ITEMS_FILE", "BUNDLE_ENTRIES", "CARD_FILE", "CONFIG_FILE", "FORMAT_VERSION", "ITEM_TEXT_FILE", "LORA_REQUIRED_FILES", "MODEL_DIR",
+__all__ = ["NUM_POPULAR_ITEMS", "POPULARITY_SOURCE", "PopularItems", "read_popular_items", "read_user_ids", "read_warm_items", "WARM_ITEMS_FILE",
+           "ITEM_EMBEDDINGS_FILE", "read_item_embeddings", "write_item_embeddings", "BUNDLE_ENTRIES", "CARD_FILE", "CONFIG_FILE", "FORMAT_VERSION", "ITEM_TEXT_FILE", "LORA_REQUIRED_FILES", "MODEL_DIR",
            "MODEL_WEIGHTS", "POPULAR_FILE", "REQUIRED_FILES", "TEXT_TOKENIZER_DIR", "TOKENIZER_DIR", "USERS_FILE",
            "build_model_card", "check_saved_weights", "download_bundle", "load_text_tokenizer", "read_json", "write_json"]

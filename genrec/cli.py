@@ -131,6 +131,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LoRA train output folders: the pretrained checkpoint folder the adapter was trained on "
                              "(default: the adapter's base_model_name_or_path, then the run's model.lora.pretrained)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--item-embeddings", choices=["text"], default=None,
+                        help="train output folders: rebuild the items' content vectors ('text': the tokenizer's item texts, "
+                             "embedded again or read from the cache), for the 'content' cold-start method; a bundle keeps them")
 
 
 def _recommend_parser() -> argparse.ArgumentParser:
@@ -149,11 +152,18 @@ def _recommend_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="histories decoded together (default: the model's)")
     p.add_argument("--search", choices=["beam", "exact"], default=None,
                    help="beam search, or the model's exact top k (certified; default: the model's setting)")
-    p.add_argument("--cold-start", choices=["off", "prefix"], default=None,
+    p.add_argument("--cold-start", choices=["off", "prefix", "content"], default=None,
                    help="cold items (no training interactions, e.g. added after training): 'prefix' matches them on their "
-                        "semantic codes (TIGER), 'off' never adds them (default: the model's setting)")
+                        "semantic codes (TIGER), 'content' drafts them by content similarity (needs the items' content "
+                        "vectors), 'off' never adds them (default: the model's setting)")
     p.add_argument("--cold-epsilon", type=float, default=None,
-                   help="with --cold-start prefix: at most floor(epsilon * k) cold items per list (default: the model's, 0.1)")
+                   help="at most floor(epsilon * k) cold items per list (default: the model's, 0.1)")
+    p.add_argument("--cold-content-weight", type=float, default=None,
+                   help="with --cold-start content: a draft's score adds this x its cosine to the history (default: the model's)")
+    p.add_argument("--cold-score-offset", type=float, default=None,
+                   help="added to the cold candidates' scores before they compete with the list (default: the model's)")
+    p.add_argument("--cold-placement", choices=["score", "tail"], default=None,
+                   help="admitted cold items ranked by score, or in the last places (default: the model's)")
     p.add_argument("--exclude-seen", action="store_true",
                    help="never recommend an item of the history (default: allowed, as the evaluation ranks)")
     p.add_argument("--strict", action="store_true", help="unknown item ids are an error (default: skipped and counted)")
@@ -181,7 +191,8 @@ def _load_recommender(args, require_training_data: bool = False):
     from genrec.pipeline import GenerativeRecommender
 
     return GenerativeRecommender.from_pretrained(args.model, tokenizer=args.tokenizer, device=args.device, data_dir=args.data_dir,
-                                                 base_model=args.base_model, require_training_data=require_training_data)
+                                                 base_model=args.base_model, require_training_data=require_training_data,
+                                                 item_embeddings=args.item_embeddings)
 
 
 def run_recommend(argv: list[str]) -> int:
@@ -196,7 +207,10 @@ def run_recommend(argv: list[str]) -> int:
         file_format(args.output, args.output_format)  # fail before loading the model
     if args.cold_epsilon is not None and not 0.0 <= args.cold_epsilon <= 1.0:
         raise InputError(f"--cold-epsilon must be in [0, 1], got {args.cold_epsilon}")
-    cold_start = {key: value for key, value in (("method", args.cold_start), ("epsilon", args.cold_epsilon)) if value is not None}
+    cold_start = {key: value for key, value in (("method", args.cold_start), ("epsilon", args.cold_epsilon),
+                                                ("content_weight", args.cold_content_weight),
+                                                ("score_offset", args.cold_score_offset), ("placement", args.cold_placement))
+                  if value is not None}
     from genrec.pipeline import EmptyHistoryError, UnknownItemError
 
     recommender = _load_recommender(args)

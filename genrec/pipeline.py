@@ -56,6 +56,7 @@ from genrec.bundle import (
     CARD_FILE,
     CONFIG_FILE,
     FORMAT_VERSION,
+    ITEM_EMBEDDINGS_FILE,
     ITEM_TEXT_FILE,
     LORA_REQUIRED_FILES,
     MODEL_DIR,
@@ -70,10 +71,12 @@ from genrec.bundle import (
     check_saved_weights,
     download_bundle,
     load_text_tokenizer,
+    read_item_embeddings,
     read_json,
     read_popular_items,
     read_user_ids,
     read_warm_items,
+    write_item_embeddings,
     write_json,
 )
 from genrec.data import MAX_HISTORY, Examples
@@ -201,6 +204,10 @@ class GenerativeRecommender:
         warm_item_ids: the items with training interactions; every other item (held out of training, or
             added later with :meth:`add_items`) is cold, for cold-start decoding (``generation.cold_start``).
             None: unknown (cold-start decoding unavailable).
+        item_embeddings: ``(N, d)`` content vectors of the catalogue (row = item index; the tokenizer's inputs,
+            e.g. :meth:`text_item_embeddings`), for the ``"content"`` cold-start method: cold items are drafted
+            by their cosine to the history's mean vector. :meth:`add_items` appends the new items' vectors.
+            None: the ``"content"`` method is unavailable.
         device: where to run ("cpu", "cuda", "auto"); the model is moved there. None keeps the model where it is
             (:meth:`from_pretrained` defaults to "auto": CUDA when available, else CPU).
     """
@@ -209,7 +216,8 @@ class GenerativeRecommender:
                  generation: GenerationSettings | None = None, popular_items: PopularItems | None = None,
                  user_ids: Sequence[str] | None = None, metrics: dict | None = None, evaluation: dict | None = None,
                  training_data: str | None = None, model_type: str | None = None, text_inputs: TextInputs | None = None,
-                 text_tokenizer=None, base_model: str | None = None, warm_item_ids: Sequence[str] | None = None, device=None):
+                 text_tokenizer=None, base_model: str | None = None, warm_item_ids: Sequence[str] | None = None,
+                 item_embeddings: torch.Tensor | None = None, device=None):
         space = vocab
         if not isinstance(space, TokenSpace):
             raise TypeError(f"vocab must be a TokenSpace (genrec.vocab), got {type(vocab).__name__}")
@@ -253,6 +261,15 @@ class GenerativeRecommender:
             unknown = [item for item in self.warm_item_ids if item not in tokenizer]
             if unknown:
                 raise ValueError(f"{len(unknown)} warm item id(s) not in the tokenizer, e.g. {unknown[:5]}")
+        self.item_embeddings = None
+        if item_embeddings is not None:
+            item_embeddings = torch.as_tensor(item_embeddings).detach().to("cpu", torch.float32)
+            if item_embeddings.ndim != 2 or len(item_embeddings) != len(tokenizer):
+                raise ValueError(f"item_embeddings must be ({len(tokenizer)}, d): one row per catalogue item, "
+                                 f"got shape {tuple(item_embeddings.shape)}")
+            if not torch.isfinite(item_embeddings).all():
+                raise ValueError("item_embeddings hold non-finite values")
+            self.item_embeddings = item_embeddings
         self.model = model.eval()
         self._index_catalogue(self.device if device is None else device)
 
@@ -266,7 +283,8 @@ class GenerativeRecommender:
         if self.warm_item_ids is not None and self.space.depth >= 2:
             warm = set(self.warm_item_ids)
             cold = torch.tensor([item not in warm for item in self.item_ids], dtype=torch.bool)
-            self._cold_catalogue = ColdCatalogue(self.item_tokens, cold, self.space.level_ranges)
+            self._cold_catalogue = ColdCatalogue(self.item_tokens, cold, self.space.level_ranges,
+                                                 item_embeddings=self.item_embeddings)
         self.to(device)
 
     @property
@@ -283,7 +301,8 @@ class GenerativeRecommender:
         The tokenizer encodes them (:meth:`SIDTokenizer.encode` with ``add_to_table=True``: embeddings
         made like the catalogue's, same model and text template). New items are cold: plain decoding
         practically never returns them; ``generation.cold_start`` (or ``recommend(cold_start=...)``)
-        with ``method="prefix"`` matches them on their semantic codes.
+        with ``method="prefix"`` matches them on their semantic codes, ``method="content"`` drafts them by
+        content (the new vectors join :attr:`item_embeddings` when the recommender has them).
         """
         if self.text_inputs is not None and self.text_inputs.item_text_tokens is not None:
             raise ValueError("this recommender reads item text in its inputs (LoRA item_text_template): items cannot be "
@@ -294,7 +313,13 @@ class GenerativeRecommender:
             raise ValueError(f"the new items need SID levels {tuple(trial.codebook_sizes)}, the model was trained on "
                              f"{tuple(self.space.codebook_sizes)} (the dedup level is full for their semantic codes): "
                              "they cannot be added without retraining")
+        vectors = torch.as_tensor(item_embeddings).detach().to("cpu", torch.float32)
+        if self.item_embeddings is not None and vectors.shape[1:] != self.item_embeddings.shape[1:]:
+            raise ValueError(f"the new items' embeddings are {tuple(vectors.shape)}, the catalogue's content vectors "
+                             f"{tuple(self.item_embeddings.shape)}: they must be made alike")
         encoded = self.tokenizer.encode(item_embeddings, item_ids=item_ids, add_to_table=True)
+        if self.item_embeddings is not None:
+            self.item_embeddings = torch.cat([self.item_embeddings, vectors])
         self._index_catalogue(self.device)
         return [tuple(int(c) for c in sid) for sid in encoded.sids.tolist()]
 
@@ -360,6 +385,8 @@ class GenerativeRecommender:
                 "file": POPULAR_FILE, "count": len(self.popular_items.item_ids), "source": self.popular_items.source},
             "user_ids": None if self.user_ids is None else {"file": USERS_FILE, "count": len(self.user_ids)},
             "warm_items": None if self.warm_item_ids is None else {"file": WARM_ITEMS_FILE, "count": len(self.warm_item_ids)},
+            "item_embeddings": None if self.item_embeddings is None else {
+                "file": ITEM_EMBEDDINGS_FILE, "shape": list(self.item_embeddings.shape)},
             "user_tokens": ("training users: their training bucket (index % num_user_tokens); other user ids: "
                             "crc32(user_id) % num_user_tokens; no user id: bucket 0") if self.space.num_user_tokens else None,
         }
@@ -406,8 +433,11 @@ class GenerativeRecommender:
             cold_start: how cold items (no training interactions, e.g. added with :meth:`add_items`) join the
                 lists: a :class:`ColdStartSettings` or its fields as a dict (default ``generation.cold_start``:
                 off unless the bundle sets it). ``method="prefix"`` (TIGER: matched on their semantic codes,
-                at most ``floor(epsilon * k)`` cold items per list); ``"content"`` needs content embeddings
-                and is available in evaluation only.
+                at most ``floor(epsilon * k)`` cold items per list) or ``"content"`` (the ``drafts`` cold
+                items nearest in content to the history, scored by the model on their semantic codes plus
+                ``content_weight`` x cosine; needs :attr:`item_embeddings`). ``score_offset`` and
+                ``placement="tail"`` admit cold items only when they beat the list's tail by the offset,
+                and in the last places (``benchmarks/cold_start.py`` calibrates them on validation).
 
         Returns:
             B :class:`Recommendation`, in the order of ``histories``.
@@ -437,12 +467,13 @@ class GenerativeRecommender:
             cold_start = ColdStartSettings.from_dict(cold_start, base=self.generation.cold_start)
         elif not isinstance(cold_start, ColdStartSettings):
             raise TypeError(f"cold_start must be ColdStartSettings or a dict, got {type(cold_start).__name__}")
-        if cold_start.method == "content":
-            raise ValueError("cold_start.method='content' needs the items' content embeddings: it is available in "
-                             "evaluation (benchmarks/cold_start.py), not in recommend(); use method='prefix'")
         if cold_start.method != "off" and self._cold_catalogue is None:
             raise ValueError("cold-start decoding needs the recommender's warm items (items with training interactions); "
                              "this one has none (built without its training data)")
+        if cold_start.method == "content" and self.item_embeddings is None:
+            raise ValueError("cold_start.method='content' needs the items' content vectors, and this recommender has none: "
+                             "build it with item_embeddings= (from_run / from_pretrained(..., item_embeddings='text') "
+                             "embeds the tokenizer's item texts), or use method='prefix'")
 
         users = [None if user_ids is None or user_ids[i] is None else str(user_ids[i]) for i in range(len(histories))]
         results: list[Recommendation | None] = [None] * len(histories)
@@ -519,12 +550,16 @@ class GenerativeRecommender:
         input_ids, attention_mask = encode_histories(examples, self.item_tokens, self.space, self.text_inputs,
                                                      eos=prompt_eos_id(self.model.config, self.space.eos_id) is not None)
         exclude = [sorted(set(h)) for h in histories] if exclude_seen else None
+        history_items = torch.full((len(cut), int(lengths.max())), -1, dtype=torch.long)  # the "content" method's input
+        for row, items in enumerate(cut):
+            history_items[row, : len(items)] = torch.as_tensor(items, dtype=torch.long)
         settings = GenerationSettings(num_beams=num_beams, normalization=self.generation.normalization,
                                       batch_size=self.generation.batch_size, search=search_kind,
                                       max_width=max(self.generation.max_width, num_beams, k),
                                       cold_start=cold_start or ColdStartSettings())
         found = search(self.model, input_ids.to(self.device), attention_mask.to(self.device), self.trie, top_k=k,
-                       settings=settings, exclude_items=exclude, cold_catalogue=self._cold_catalogue)
+                       settings=settings, exclude_items=exclude, cold_catalogue=self._cold_catalogue,
+                       history_items=history_items.to(self.device))
         items, scores = found.items, found.scores
         return items.cpu(), scores.cpu()
 
@@ -551,6 +586,8 @@ class GenerativeRecommender:
         config = self.config
         if self.warm_item_ids is not None:
             write_json(directory / WARM_ITEMS_FILE, {"item_ids": self.warm_item_ids})
+        if self.item_embeddings is not None:
+            write_item_embeddings(directory / ITEM_EMBEDDINGS_FILE, self.item_embeddings)
         if self.user_ids is not None and include_user_ids:
             write_json(directory / USERS_FILE, {"user_ids": self.user_ids})
         else:
@@ -609,12 +646,40 @@ class GenerativeRecommender:
                                      revision=branch, create_pr=create_pr)
 
     # ---- loading ----------------------------------------------------------------------------------------
+    @staticmethod
+    def text_item_embeddings(tokenizer: SIDTokenizer, source: str = "text", dataset=None) -> torch.Tensor:
+        """``(N, d)`` content vectors for the ``"content"`` cold-start method: the tokenizer's own inputs rebuilt.
+
+        ``source="text"``: every item's text (the tokenizer's recorded ``text_template`` over the item table
+        of ``dataset``, or of the tokenizer's items when it is None: then ``dataset`` is required) embedded with
+        the default sentence-transformers model, read from the embedding cache when it holds them. Only a
+        tokenizer trained on such text embeddings has matching vectors (checked: the width must equal
+        its ``embedding_dim``).
+        """
+        from genrec.tokenizer_inputs import build_tokenizer_inputs
+
+        if source != "text":
+            raise ValueError(f"item_embeddings must be a tensor or 'text', got {source!r}")
+        if dataset is None:
+            raise ValueError("item_embeddings='text' needs the catalogue's item table (a run folder's dataset)")
+        if not tokenizer.text_template:
+            raise ValueError("item_embeddings='text': the tokenizer records no text template (it was not trained on item "
+                             "text alone); pass its input vectors as a tensor")
+        if list(dataset.item_ids) != list(tokenizer.item_ids):
+            raise ValueError(f"item_embeddings='text': the dataset's items differ from the tokenizer's "
+                             f"({len(dataset.item_ids)} vs {len(tokenizer)} items, or another order)")
+        vectors = build_tokenizer_inputs(dataset.items, text_template=tokenizer.text_template).x
+        if vectors.shape[1] != tokenizer.embedding_dim:
+            raise ValueError(f"item_embeddings='text' gives {vectors.shape[1]}-d vectors, the tokenizer read "
+                             f"{tokenizer.embedding_dim}-d ones: pass its input vectors as a tensor")
+        return vectors
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, tokenizer: SIDTokenizer | str | Path | None = None,
                         device=None, data_dir: str | Path | None = None, base_model: str | Path | None = None,
                         revision: str | None = None, cache_dir: str | Path | None = None, force_download: bool = False,
                         token: str | bool | None = None, local_files_only: bool = False,
-                        require_training_data: bool = False) -> GenerativeRecommender:
+                        require_training_data: bool = False,
+                        item_embeddings: torch.Tensor | str | None = None) -> GenerativeRecommender:
         """Load a bundle folder (:meth:`save_pretrained`), a training run folder, or a Hub repo id.
 
         Args:
@@ -634,6 +699,9 @@ class GenerativeRecommender:
             require_training_data: run folders only: an error instead of a warning when the run's dataset
                 cannot be loaded (``genrec export`` sets it: a bundle without popular items and training
                 users would hash every user id and could not answer empty histories).
+            item_embeddings: content vectors for the ``"content"`` cold-start method: an ``(N, d)`` tensor
+                (row = item index), or ``"text"``: the tokenizer's item texts embedded again
+                (:meth:`text_item_embeddings`). Default: a bundle's own (if it has them), none for a run.
         """
         device = _resolve_device(device)
         path = Path(pretrained_model_name_or_path).expanduser()
@@ -641,18 +709,20 @@ class GenerativeRecommender:
             if revision is not None:
                 raise ValueError(f"revision={revision!r} applies to Hub repos, but {path} is a local folder")
             if (path / CONFIG_FILE).is_file():
-                return cls._load_bundle(path, str(path), tokenizer=tokenizer, device=device)
+                return cls._load_bundle(path, str(path), tokenizer=tokenizer, device=device, item_embeddings=item_embeddings)
             if (path / "best").is_dir() or (path / "vocab.json").is_file() or (path / "token_space.json").is_file():
                 return cls.from_run(path, tokenizer=tokenizer, device=device, data_dir=data_dir, base_model=base_model,
-                                    load_training_data="required" if require_training_data else True)
+                                    load_training_data="required" if require_training_data else True,
+                                    item_embeddings=item_embeddings)
             raise FileNotFoundError(f"{path}: neither a genrec recommender bundle (no {CONFIG_FILE}) nor a train_genrec.py "
                                     "run folder (no best/ and token_space.json or vocab.json)")
         folder = download_bundle(str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
                            force_download=force_download, token=token, local_files_only=local_files_only)
-        return cls._load_bundle(folder, f"Hub repo {pretrained_model_name_or_path} ({folder})", tokenizer=tokenizer, device=device)
+        return cls._load_bundle(folder, f"Hub repo {pretrained_model_name_or_path} ({folder})", tokenizer=tokenizer, device=device,
+                                item_embeddings=item_embeddings)
 
     @classmethod
-    def _load_bundle(cls, folder: Path, where: str, *, tokenizer=None, device=None) -> GenerativeRecommender:
+    def _load_bundle(cls, folder: Path, where: str, *, tokenizer=None, device=None, item_embeddings=None) -> GenerativeRecommender:
         refuse_pickles([str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()], where, "recommenders")
         for name in REQUIRED_FILES:
             if not (folder / name).is_file():
@@ -715,6 +785,11 @@ class GenerativeRecommender:
                                          inputs.get("max_item_text_tokens"), inputs.get("prompt") or "")
             except (AttributeError, TypeError) as e:
                 raise ValueError(f"{config_path}: invalid inputs: {e}") from e
+        if isinstance(item_embeddings, str):
+            raise ValueError(f"{where}: item_embeddings={item_embeddings!r} rebuilds a run folder's vectors from its dataset; "
+                             "a bundle holds its own (or pass them as a tensor)")
+        if item_embeddings is None and config.get("item_embeddings") is not None:
+            item_embeddings = read_item_embeddings(folder, where, len(tokenizer))
         model = load_saved_model(backend, folder / MODEL_DIR)
         if model_type == "lora" and lora.get("architecture") not in (None, architecture(model)):
             raise ValueError(f"{config_path}: lora.architecture is {lora.get('architecture')!r}, but {MODEL_DIR}/ holds a "
@@ -724,14 +799,14 @@ class GenerativeRecommender:
                        generation=generation, popular_items=popular, user_ids=user_ids, metrics=config.get("metrics"),
                        evaluation=config.get("evaluation"), training_data=config.get("training_data"), model_type=model_type,
                        text_inputs=text_inputs, text_tokenizer=text_tokenizer, base_model=lora.get("base_model"),
-                       warm_item_ids=warm_items, device=device)
+                       warm_item_ids=warm_items, item_embeddings=item_embeddings, device=device)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, tokenizer: SIDTokenizer | str | Path | None = None, device=None,
                  data_dir: str | Path | None = None, load_training_data: bool | str = True,
-                 base_model: str | Path | None = None) -> GenerativeRecommender:
+                 base_model: str | Path | None = None, item_embeddings: torch.Tensor | str | None = None) -> GenerativeRecommender:
         """Build from a ``recipes/train_genrec.py`` output folder.
 
         The folder holds ``best/`` (the model; LoRA: the adapter), ``config.json``, ``token_space.json``
@@ -751,6 +826,7 @@ class GenerativeRecommender:
                 into the input always needs the dataset's item table (an error without it).
             base_model: LoRA runs: the pretrained checkpoint folder (default: the adapter's
                 ``base_model_name_or_path``, then the run's ``model.lora.pretrained``).
+            item_embeddings: content vectors for the ``"content"`` cold-start method (see :meth:`from_pretrained`).
         """
         device = _resolve_device(device)
         run = open_run(run_dir, data_dir=None if data_dir is None else str(data_dir))
@@ -778,6 +854,8 @@ class GenerativeRecommender:
                       "num_users": run_metrics.get("timings", {}).get("test_users")}
         lora_cfg = run.model_config.lora if model_type == "lora" else None
         needs_items = bool(lora_cfg.item_text_template) if lora_cfg is not None else False
+        if isinstance(item_embeddings, str):  # before the model: a wrong setting fails fast
+            item_embeddings = cls.text_item_embeddings(tokenizer, item_embeddings, dataset=run.dataset())
 
         popular, user_ids, training_data, items, warm_items = None, None, f"{dataset_name}", None, None
         if load_training_data or needs_items:
@@ -820,7 +898,7 @@ class GenerativeRecommender:
                        popular_items=popular, user_ids=user_ids, metrics=metrics, evaluation=evaluation,
                        training_data=training_data, model_type=model_type, text_inputs=text_inputs, text_tokenizer=text_tokenizer,
                        base_model=None if base_path is None else str(lora_cfg.pretrained or base_path), warm_item_ids=warm_items,
-                       device=device)
+                       item_embeddings=item_embeddings, device=device)
         except ValueError as e:
             raise ValueError(f"{folder}: {e}") from e
 

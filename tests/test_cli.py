@@ -89,7 +89,7 @@ def test_command_line_end_to_end(trained_run):
 
 
 @pytest.mark.slow
-def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys):
+def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys, monkeypatch):
     root = trained_run["root"]
     assert cli.main(["export", "--model", str(root / "run"), "--out", str(tmp_path / "bundle")]) == 0
     assert (tmp_path / "bundle" / "genrec_config.json").is_file() and (tmp_path / "bundle" / "popular_items.json").is_file()
@@ -120,6 +120,25 @@ def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys):
     assert [r["item_ids"] for r in out] == [r.item_ids for r in expected]
     assert cli.main(["recommend", "--model", str(tmp_path / "bundle"), "--history", "item1", "--cold-epsilon", "2"]) == 1
     assert "--cold-epsilon must be in [0, 1]" in capsys.readouterr().err
+
+    # The "content" method: a bundle without content vectors says so; exported with the tokenizer's item texts embedded
+    # again (read from the tokenizer run's embedding cache), it serves the same lists as the run folder.
+    assert cli.main(["recommend", "--model", str(tmp_path / "bundle"), "--history", "item1", "--cold-start", "content"]) == 1
+    assert "content vectors, and this recommender has none" in capsys.readouterr().err
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(root / "cache"))
+    assert cli.main(["export", "--model", str(root / "run"), "--item-embeddings", "text", "--out", str(tmp_path / "bundle2")]) == 0
+    assert (tmp_path / "bundle2" / "item_embeddings.safetensors").is_file()
+    content = ["--cold-start", "content", "--cold-epsilon", "0.5", "--cold-content-weight", "5", "--cold-score-offset", "-1",
+               "--cold-placement", "tail"]
+    capsys.readouterr()
+    assert cli.main(["recommend", "--model", str(tmp_path / "bundle2"), "--input", str(tmp_path / "events.csv"), "--k", "4",
+                     *content]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rec = GenerativeRecommender.from_pretrained(root / "run", device="cpu", item_embeddings="text")
+    expected = rec.recommend([["item8", "item9", "item11"], ["item1", "item4", "item7"]], k=4, user_ids=["user3", "user0"],
+                             cold_start={"method": "content", "epsilon": 0.5, "content_weight": 5.0, "score_offset": -1.0,
+                                         "placement": "tail"})
+    assert [r["item_ids"] for r in out] == [r.item_ids for r in expected]
 
 
 @pytest.mark.slow

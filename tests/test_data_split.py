@@ -130,6 +130,11 @@ def test_cold_items_are_held_out_of_training_and_validation_only():
                                                 strict=True) if not cold[t] and len(s)]
     assert list(zip(held.valid.user_index.tolist(), held.valid.target.tolist(), strict=True)) == expected_valid
     assert held.cold_valid_dropped == len(plain.valid) - len(expected_valid) > 0
+    # ... and the cold-target ones kept aside, with the test's kind of history (every earlier item, cold included).
+    # (Without the protocol a validation history is every earlier item.)
+    expected_cold = [row for row in as_tuples(plain.valid) if cold[row[1]]]
+    assert as_tuples(held.valid_cold) == expected_cold and len(expected_cold) > 0
+    assert plain.valid_cold is None
     # Test: unchanged, cold targets and histories included; the mask marks the cold targets.
     assert as_tuples(held.test) == as_tuples(plain.test)
     assert np.array_equal(held.cold_test_mask(), cold[plain.test.target]) and held.cold_test_mask().any()

@@ -33,12 +33,16 @@ from genrec.data import (
     load_dataset,
 )
 from genrec.decoding import (
+    ColdCatalogue,
     PrefixTrie,
     constrained_beam_search,
     constrained_beam_search_causal,
     score_all_items,
+    search,
 )
+from genrec.inputs import encode_histories
 from genrec.models import T5RecConfig, TokenSpace, build_t5
+from genrec.models.t5 import prompt_eos_id
 from genrec.pipeline import (
     CONFIG_FILE,
     EmptyHistoryError,
@@ -407,7 +411,7 @@ def test_cold_items_are_recommended_by_prefix_matching_and_survive_the_bundle(se
     got_cold = [len(set(r.item_ids) & set(cold_ids)) for r in capped]
     assert all(g <= max(5, p) for g, p in zip(got_cold, plain_cold, strict=True))
     assert sum(got_cold) > sum(plain_cold)  # prefix matching brings cold items in
-    with pytest.raises(ValueError, match="content embeddings"):
+    with pytest.raises(ValueError, match="content vectors, and this recommender has none"):
         loaded.recommend(histories[:1], cold_start={"method": "content"})
 
     # The setting and the warm items travel with the bundle.
@@ -433,6 +437,60 @@ def test_cold_items_are_recommended_by_prefix_matching_and_survive_the_bundle(se
     assert all(r.item_ids.count("new-item") <= 1 for r in on)
     with pytest.raises(ValueError, match="new-item"):
         deployed.add_items(["new-item"], embedding)
+
+
+def test_content_cold_start_in_recommend_the_bundle_and_added_items(setup, tmp_path):
+    """The "content" method serves as evaluation ranks (the same lists as genrec.decoding.search with the cold
+    catalogue and the histories), its content vectors travel with the bundle, and an item added after deployment
+    brings its vector along and is drafted by content at once."""
+    from genrec.decoding import ColdStartSettings
+
+    run, dataset, cold = _cold_start_run(setup, tmp_path)
+    vectors = torch.randn(len(dataset.item_ids), DIM, generator=torch.Generator().manual_seed(9))
+    loaded = GenerativeRecommender.from_pretrained(run, device="cpu", item_embeddings=vectors)
+    split = setup["split"]
+    histories, users = histories_of(split, split.test)[:12], split.user_ids[:12]
+    settings = ColdStartSettings(method="content", epsilon=0.2, drafts=6, content_weight=3.0, score_offset=-1.0, placement="tail")
+    got = loaded.recommend(histories, k=10, user_ids=users, cold_start=settings)
+
+    # The same lists from the decoding functions evaluation uses, one user at a time.
+    catalogue = ColdCatalogue(loaded.item_tokens, torch.tensor([i in set(loaded.cold_item_ids) for i in loaded.item_ids]),
+                              loaded.space.level_ranges, item_embeddings=vectors)
+    for history, user, result in zip(histories, users, got, strict=True):
+        index = [loaded.item_ids.index(i) for i in history][-5:]
+        examples = Examples(user_index=np.array([loaded.user_index(user)]), target=np.zeros(1, dtype=np.int64),
+                            history_values=np.array(index), history_offsets=np.array([0, len(index)]))
+        eos = prompt_eos_id(loaded.model.config, loaded.space.eos_id) is not None
+        ids, mask = encode_histories(examples, loaded.item_tokens, loaded.space, None, eos=eos)
+        found = search(loaded.model, ids, mask, loaded.trie, top_k=10, cold_catalogue=catalogue,
+                       settings=GenerationSettings(num_beams=loaded.generation.num_beams, cold_start=settings),
+                       history_items=torch.tensor([index]))
+        assert result.item_ids == [loaded.item_ids[i] for i in found.items[0].tolist() if i >= 0]
+    assert any(set(r.item_ids) & set(loaded.cold_item_ids) for r in got)
+
+    bundle = loaded.save_pretrained(tmp_path / "bundle")
+    again = GenerativeRecommender.from_pretrained(bundle, device="cpu")
+    assert torch.equal(again.item_embeddings, vectors)
+    assert [r.item_ids for r in again.recommend(histories, k=10, user_ids=users, cold_start=settings)] == [r.item_ids for r in got]
+    with pytest.raises(ValueError, match="rebuilds a run folder's vectors"):
+        GenerativeRecommender.from_pretrained(bundle, device="cpu", item_embeddings="text")
+    with pytest.raises(ValueError, match="records no text template"):  # this tokenizer was trained on random vectors
+        GenerativeRecommender.from_pretrained(run, device="cpu", item_embeddings="text")
+    with pytest.raises(ValueError, match=rf"item_embeddings must be \({len(dataset.item_ids)}, d\)"):
+        GenerativeRecommender.from_pretrained(run, device="cpu", item_embeddings=vectors[:-1])
+
+    # A new item whose vector points where a history does (cosine 1) is that history's best draft.
+    history = histories[0]
+    direction = torch.nn.functional.normalize(vectors[[loaded.item_ids.index(i) for i in history][-5:]], dim=1).sum(0, keepdim=True)
+    again.add_items(["new-item"], direction)
+    assert again.item_embeddings.shape == (len(dataset.item_ids) + 1, DIM) and torch.equal(again.item_embeddings[-1:], direction)
+    drafted = again.recommend([history], k=10, user_ids=users[:1],  # (the plain lists already hold "cold" items: cap 10)
+                              cold_start={"method": "content", "epsilon": 1.0, "drafts": 1, "content_weight": 100.0})
+    assert "new-item" in drafted[0].item_ids
+    wider = GenerativeRecommender(again.model, again.tokenizer, again.space, max_history=5, warm_item_ids=again.warm_item_ids,
+                                  item_embeddings=torch.randn(again.num_items, DIM + 3), device="cpu")
+    with pytest.raises(ValueError, match="must be made alike"):
+        wider.add_items(["other"], torch.randn(1, DIM))
 
 
 def test_training_run_folder_loads_with_popular_items_and_users(setup, tmp_path, caplog):

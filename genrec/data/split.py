@@ -17,7 +17,9 @@ Cold-start protocol (``cold_items``, a boolean mask over the catalogue, e.g. fro
 model trains on. They are removed from every user's training part (so from the training examples
 and ``train_sequences``, which feed the collaborative embeddings); a validation example whose
 target is cold is dropped (validation picks the model on items it can have learned; the count is
-in ``SplitData.cold_valid_dropped``); test examples are kept as they are, cold items included in
+in ``SplitData.cold_valid_dropped``) and kept aside in ``SplitData.valid_cold`` (history: every
+earlier interaction, cold items included, as in test), so that cold-start retrieval can be tuned
+on validation rather than on test; test examples are kept as they are, cold items included in
 histories and targets, as they would arrive after deployment. Metrics on the test examples whose
 target is cold measure cold-start retrieval.
 
@@ -117,7 +119,10 @@ class SplitData:
         skipped_users: users with fewer than ``min_interactions`` interactions.
         max_history: the history cut used.
         cold_items: (num items,) bool mask of the held-out cold items, or None (no cold-start protocol).
-        cold_valid_dropped: validation examples dropped because their target is cold.
+        cold_valid_dropped: validation examples dropped because their target is cold (or the user has
+            no warm training item).
+        valid_cold: the dropped validation examples whose target is cold (None without the protocol),
+            for tuning cold-start retrieval; never used to pick a model.
     """
 
     item_ids: list[str]
@@ -130,6 +135,7 @@ class SplitData:
     max_history: int
     cold_items: np.ndarray | None = None
     cold_valid_dropped: int = 0
+    valid_cold: Examples | None = None
 
     def cold_test_mask(self) -> np.ndarray:
         """(test examples,) bool: the test target is a cold item (all False without the protocol)."""
@@ -236,7 +242,7 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
     ends = np.r_[starts[1:], len(order)]
 
     kept_users, skipped, cold_valid_dropped = [], [], 0
-    train, valid, test = ([], [], []), ([], [], []), ([], [], [])
+    train, valid, test, valid_cold = ([], [], []), ([], [], []), ([], [], []), ([], [], [])
     train_sequences = []
     for start, end in zip(starts, ends, strict=True):
         name = str(user_names[users_sorted[start]])
@@ -256,6 +262,10 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
             train[2].append(train_part[max(0, t - max_history):t])
         if cold_items is not None and (cold_items[seq[-2]] or len(train_part) == 0):
             cold_valid_dropped += 1
+            if cold_items[seq[-2]]:
+                valid_cold[0].append(u)
+                valid_cold[1].append(seq[-2])
+                valid_cold[2].append(seq[:-2][-max_history:])
         else:
             valid[0].append(u)
             valid[1].append(seq[-2])
@@ -271,4 +281,5 @@ def leave_one_out_split(data: RecDataset | pd.DataFrame, item_ids: list[str] | N
                     "(or no warm history) dropped; %d of %d test targets are cold", int(cold_items.sum()), cold_valid_dropped,
                     int(cold_items[np.asarray(test[1], dtype=np.int64)].sum()) if test[1] else 0, len(test[1]))
     return SplitData(list(catalogue), kept_users, _examples(*train), _examples(*valid), _examples(*test), train_sequences,
-                     skipped, max_history, cold_items=cold_items, cold_valid_dropped=cold_valid_dropped)
+                     skipped, max_history, cold_items=cold_items, cold_valid_dropped=cold_valid_dropped,
+                     valid_cold=_examples(*valid_cold) if cold_items is not None else None)
