@@ -18,6 +18,10 @@ Hub model repo holding JSON and safetensors only (plus the text tokenizer's own 
     popular_items.json     optional: the most frequent items of the training data with their counts
                            (the ``empty_history="popular"`` fallback)
     user_ids.json          optional: training users in training order (their user-token buckets)
+    warm_items.json        optional: the items with training interactions (every other item is cold)
+    item_embeddings.safetensors
+                           optional: the items' content vectors (``embeddings``, row = item index) for the
+                           "content" cold-start method
     README.md              model card with the evaluation metrics
 
 Loading never unpickles: folders or repos holding ``*.bin``/``*.pt``/``*.pth``/``*.pkl``/``*.pickle``/

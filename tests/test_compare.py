@@ -146,3 +146,21 @@ def test_cold_start_comparison_with_a_sasrec_reference(tmp_path, monkeypatch):
         train_genrec.main(["--config", str(ROOT / "recipes/configs/genrec_beauty.yaml"), f"dataset={data}",
                            f"tokenizer_dir={out / 'tokenizers' / 'rq_kmeans-seed0'}", f"output_dir={tmp_path / 'x'}",
                            "cold_item_fraction=0.1"])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "configs").glob("compare_*.yaml")), ids=lambda p: p.stem)
+def test_packaged_comparison_configs_load_with_every_override(path):
+    """A typo in a comparison's overrides would only surface hours into the run: every packaged comparison config,
+    its recommender config with the shared overrides and each tokenizer's config with its overrides load cleanly."""
+    from genrec.config import load_config
+    from genrec.recipes import train_genrec, train_tokenizer
+
+    cfg = load_config(compare_tokenizers.CompareConfig, path)
+    assert cfg.baseline in cfg.tokenizers
+    recommender = load_config(train_genrec.GenRecConfig, compare_tokenizers._config_path(cfg.recommender.config),
+                              cfg.recommender.overrides)
+    assert recommender.training.max_steps is None or recommender.training.max_steps > 0
+    for name in cfg.tokenizers:
+        spec = compare_tokenizers.tokenizer_spec(cfg, name)
+        load_config(train_tokenizer.TrainTokenizerConfig, compare_tokenizers._config_path(spec.config),
+                    [*cfg.tokenizer_overrides, *spec.overrides])
