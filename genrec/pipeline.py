@@ -308,15 +308,15 @@ class GenerativeRecommender:
             raise ValueError("this recommender reads item text in its inputs (LoRA item_text_template): items cannot be "
                              "added without their text tokens")
         item_ids = list(item_ids)
+        vectors = torch.as_tensor(item_embeddings).detach().to("cpu", torch.float32)
+        if self.item_embeddings is not None and vectors.shape[1:] != self.item_embeddings.shape[1:]:
+            raise ValueError(f"the new items' embeddings are {tuple(vectors.shape)}, the catalogue's content vectors "
+                             f"{tuple(self.item_embeddings.shape)}: they must be made alike")
         trial = self.tokenizer.encode(item_embeddings, item_ids=item_ids)  # nothing changes unless they fit the model
         if tuple(trial.codebook_sizes) != tuple(self.space.codebook_sizes):
             raise ValueError(f"the new items need SID levels {tuple(trial.codebook_sizes)}, the model was trained on "
                              f"{tuple(self.space.codebook_sizes)} (the dedup level is full for their semantic codes): "
                              "they cannot be added without retraining")
-        vectors = torch.as_tensor(item_embeddings).detach().to("cpu", torch.float32)
-        if self.item_embeddings is not None and vectors.shape[1:] != self.item_embeddings.shape[1:]:
-            raise ValueError(f"the new items' embeddings are {tuple(vectors.shape)}, the catalogue's content vectors "
-                             f"{tuple(self.item_embeddings.shape)}: they must be made alike")
         encoded = self.tokenizer.encode(item_embeddings, item_ids=item_ids, add_to_table=True)
         if self.item_embeddings is not None:
             self.item_embeddings = torch.cat([self.item_embeddings, vectors])
