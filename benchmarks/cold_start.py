@@ -32,6 +32,7 @@ Recall@10).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
@@ -184,7 +185,9 @@ def decoded_run(trained, model, run_dir: Path, name: str, examples: dict[str, Ex
                 item_tokens: torch.Tensor, args) -> dict[str, dict]:
     """:func:`decode` of each set of ``examples``, read from ``--cache`` when it was decoded with the same settings."""
     checkpoint = trained.best_dir / "model.safetensors"
-    key = {"run": str(run_dir), "model_mtime": checkpoint.stat().st_mtime if checkpoint.exists() else None,
+    # Keyed on the model's bytes (not its path or mtime): a copied or moved run reads the same cache.
+    model_digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest() if checkpoint.exists() else None
+    key = {"model_sha256": model_digest,
            "num_beams": args.num_beams, "drafts": args.drafts,
            "examples": {kind: [int(len(ex)), int(ex.target.sum()), int(ex.user_index.sum())] for kind, ex in examples.items()}}
     path = Path(args.cache) / f"{name}.pt" if args.cache else None

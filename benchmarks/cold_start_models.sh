@@ -28,12 +28,13 @@ esac
 TOKENIZER_RUNS=${TOKENIZER_RUNS:-$OUT}
 export OMP_NUM_THREADS=${THREADS:-1}
 source benchmarks/cold_start_recipe.sh  # COLD (the protocol) and RECOMMENDER (the recipe)
-for name in rqvae quasid adasid; do
+NAMES=${TOKENIZERS:-rqvae quasid adasid}  # a subset, e.g. to train two tokenizers' models side by side
+for name in $NAMES; do
   [ -f "$TOKENIZER_RUNS/$name/tokenizer/metrics.json" ] || python recipes/train_tokenizer.py \
       --config "recipes/configs/tokenizer_$name.yaml" "${COLD[@]}" epochs=100 log_every=0 \
       output_dir="$TOKENIZER_RUNS/$name/tokenizer"
 done
-for name in ${TOKENIZERS:-rqvae quasid adasid}; do
+for name in $NAMES; do
   [ -f "$OUT/$name/genrec/metrics.json" ] || python recipes/train_genrec.py "${RECOMMENDER[@]}" --resume \
       "${BUDGET_SETTINGS[@]}" tokenizer_dir="$TOKENIZER_RUNS/$name/tokenizer" output_dir="$OUT/$name/genrec"
 done

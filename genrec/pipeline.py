@@ -651,8 +651,8 @@ class GenerativeRecommender:
         """``(N, d)`` content vectors for the ``"content"`` cold-start method: the tokenizer's own inputs rebuilt.
 
         ``source="text"``: every item's text (the tokenizer's recorded ``text_template`` over the item table
-        of ``dataset``, or of the tokenizer's items when it is None: then ``dataset`` is required) embedded with
-        the default sentence-transformers model, read from the embedding cache when it holds them. Only a
+        of ``dataset``, whose items must be the tokenizer's, in its order) embedded with the default
+        sentence-transformers model, read from the embedding cache when it holds them. Only a
         tokenizer trained on such text embeddings has matching vectors (checked: the width must equal
         its ``embedding_dim``).
         """
@@ -673,6 +673,7 @@ class GenerativeRecommender:
             raise ValueError(f"item_embeddings='text' gives {vectors.shape[1]}-d vectors, the tokenizer read "
                              f"{tokenizer.embedding_dim}-d ones: pass its input vectors as a tensor")
         return vectors
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, tokenizer: SIDTokenizer | str | Path | None = None,
                         device=None, data_dir: str | Path | None = None, base_model: str | Path | None = None,
