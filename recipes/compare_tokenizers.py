@@ -13,6 +13,10 @@ split with per-user metrics (``recipes/evaluate_genrec.py --per-user``), then wr
 finished run: on a rerun, finished runs are skipped; an unfinished one (crash, kill) has its folders
 deleted and is redone from scratch, so nothing is half-counted.
 
+Several processes may run the same command at once (e.g. one per core or per GPU): each run is claimed
+with a lock (``<output_dir>/claims/<tag>/``, released by the operating system when its process ends,
+however it ends), so a process skips the runs another one is training and never deletes their folders.
+
 ``references`` adds non-generative baselines on the same split (``recipes/train_sasrec.py``: SASRec
 on item IDs) with the same seeds; they appear as rows of the same tables (no tokenizer metrics).
 
@@ -45,6 +49,7 @@ import numpy as np
 from genrec.config import ConfigError, add_data_dir_argument, data_dir_overrides, load_config
 from genrec.eval.report import write_report
 from genrec.tokenizer.io import atomic_write_text
+from genrec.training.checkpoint import RunLock
 
 logger = logging.getLogger("compare_tokenizers")
 RECIPES = Path(__file__).resolve().parent
@@ -218,6 +223,31 @@ def report(cfg: CompareConfig) -> dict | None:
     return write_report(records, out / "report", baseline=cfg.baseline, metrics=metrics, title=cfg.title or f"Tokenizer comparison on {cfg.dataset}")
 
 
+def run_claimed(cfg: CompareConfig, name: str, seed: int, tag: str) -> str | None:
+    """One (tokenizer, seed) run whose claim this process holds: its record and the report, or the failure's message."""
+    out = Path(cfg.output_dir)
+    record_path = out / "records" / f"{tag}.json"
+    if record_path.exists():  # finished by another process between the first look and the claim
+        return None
+    for partial in (out / "tokenizers" / tag, out / "runs" / tag):
+        if partial.exists():  # an unfinished run (its process is gone: the claim was free): redo it, never half-count it
+            logger.info("%s: removing the unfinished %s", tag, partial)
+            shutil.rmtree(partial)
+    log_path = out / "logs" / f"{tag}.log"
+    log_path.unlink(missing_ok=True)
+    logger.info("%s: tokenizer -> recommender -> test evaluation (log: %s)", tag, log_path)
+    try:
+        with open(log_path, "w") as log:
+            record = run_one(cfg, name, seed, log)
+    except RecipeFailed as error:
+        logger.error("%s failed: %s, see %s", tag, error, log_path)
+        return f"{error}, see {log_path}"
+    _atomic_write_json(record_path, record)
+    logger.info("%s: test %s", tag, {k: round(v, 4) for k, v in record["metrics"].items()})
+    report(cfg)
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (see recipes/configs/compare_*.yaml)")
@@ -242,34 +272,33 @@ def main(argv: list[str] | None = None) -> dict:
         (out / sub).mkdir(parents=True, exist_ok=True)
     _atomic_write_json(out / "config.json", asdict(cfg))
 
-    failures = {}
+    failures, elsewhere = {}, []
     if not args.report_only:
         for seed in cfg.seeds:
             for name in [*cfg.tokenizers, *cfg.references]:
                 tag = f"{name}-seed{seed}"
-                record_path = out / "records" / f"{tag}.json"
-                if record_path.exists():
+                if (out / "records" / f"{tag}.json").exists():
                     logger.info("%s: finished earlier, reused", tag)
                     continue
-                for partial in (out / "tokenizers" / tag, out / "runs" / tag):
-                    if partial.exists():  # an unfinished run: redo it from scratch, never half-count it
-                        logger.info("%s: removing the unfinished %s", tag, partial)
-                        shutil.rmtree(partial)
-                (out / "logs" / f"{tag}.log").unlink(missing_ok=True)
-                logger.info("%s: tokenizer -> recommender -> test evaluation (log: %s)", tag, out / "logs" / f"{tag}.log")
+                claim = RunLock(out / "claims" / tag)
                 try:
-                    with open(out / "logs" / f"{tag}.log", "w") as log:
-                        record = run_one(cfg, name, seed, log)
-                except RecipeFailed as error:
-                    failures[tag] = f"{error}, see {out / 'logs' / (tag + '.log')}"
-                    logger.error("%s failed: %s", tag, failures[tag])
+                    claim.__enter__()
+                except RuntimeError:  # another process of this comparison trains it
+                    logger.info("%s: running in another process, skipped", tag)
+                    elsewhere.append(tag)
                     continue
-                _atomic_write_json(record_path, record)
-                logger.info("%s: test %s", tag, {k: round(v, 4) for k, v in record["metrics"].items()})
-                report(cfg)
+                try:
+                    error = run_claimed(cfg, name, seed, tag)
+                finally:
+                    claim.__exit__()
+                if error:
+                    failures[tag] = error
     result = report(cfg) or {}
     if result:
         print((out / "report" / "summary.md").read_text())
+    if elsewhere:
+        logger.info("%d run(s) still training in other processes (%s): when they end, the last process to finish "
+                    "rewrites the report (or run --report-only)", len(elsewhere), ", ".join(elsewhere))
     if failures:
         raise SystemExit(f"{len(failures)} run(s) failed (rerun the same command to retry them): {failures}")
     return result

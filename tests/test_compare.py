@@ -86,6 +86,35 @@ def test_compare_two_tokenizers_two_seeds_then_resume(tmp_path, monkeypatch):
             assert resumed[name][column] == saved["summary"][name][column], (name, column)
 
 
+def test_a_run_claimed_by_another_process_is_skipped_and_kept(tmp_path, monkeypatch):
+    """Two processes on one comparison split the runs: a claimed run is neither trained again nor deleted."""
+    from genrec.training.checkpoint import RunLock
+
+    data, _ = make_dataset(tmp_path)
+    config = write_config(tmp_path, data)
+    out = tmp_path / "cmp"
+    trained = []
+
+    def fake_run_one(cfg, name, seed, log):
+        trained.append(f"{name}-seed{seed}")
+        return {"metrics": {"ndcg@10": 0.0}}
+
+    monkeypatch.setattr(compare_tokenizers, "run_one", fake_run_one)
+    monkeypatch.setattr(compare_tokenizers, "report", lambda cfg: None)
+    partial = out / "runs" / "random-seed0"
+    partial.mkdir(parents=True)
+    (partial / "checkpoint.tmp").write_text("x")
+    with RunLock(out / "claims" / "random-seed0"):  # the other process, training random-seed0
+        compare_tokenizers.main(["--config", str(config)])
+    assert trained == ["rq_kmeans-seed0", "random-seed1", "rq_kmeans-seed1"]  # seed by seed, random-seed0 skipped
+    assert (partial / "checkpoint.tmp").exists() and not (out / "records" / "random-seed0.json").exists()
+    # Once the claim is released (the other process died), the unfinished run is redone from scratch.
+    compare_tokenizers.main(["--config", str(config)])
+    assert trained[3:] == ["random-seed0"] and not (partial / "checkpoint.tmp").exists()
+    assert sorted(p.stem for p in (out / "records").glob("*.json")) == [
+        "random-seed0", "random-seed1", "rq_kmeans-seed0", "rq_kmeans-seed1"]
+
+
 def test_config_errors(tmp_path):
     from genrec.config import ConfigError
 
