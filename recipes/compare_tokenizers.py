@@ -34,6 +34,7 @@ and t tests of each tokenizer against ``baseline`` on per-user test metrics) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -280,17 +281,14 @@ def main(argv: list[str] | None = None) -> dict:
                 if (out / "records" / f"{tag}.json").exists():
                     logger.info("%s: finished earlier, reused", tag)
                     continue
-                claim = RunLock(out / "claims" / tag)
-                try:
-                    claim.__enter__()
-                except RuntimeError:  # another process of this comparison trains it
-                    logger.info("%s: running in another process, skipped", tag)
-                    elsewhere.append(tag)
-                    continue
-                try:
+                with contextlib.ExitStack() as claim:
+                    try:
+                        claim.enter_context(RunLock(out / "claims" / tag))
+                    except RuntimeError:  # another process of this comparison trains it
+                        logger.info("%s: running in another process, skipped", tag)
+                        elsewhere.append(tag)
+                        continue
                     error = run_claimed(cfg, name, seed, tag)
-                finally:
-                    claim.__exit__()
                 if error:
                     failures[tag] = error
     result = report(cfg) or {}
