@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
 
 import pytest
@@ -25,5 +27,21 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     assert saved["summary"] == report["summary"] and set(saved["summary"]["main"]) == {"recall@10", "ndcg@10", "recall@5", "ndcg@5"}
     (run,) = saved["runs"]
     assert run["steps"] > 0 and run["examples_per_second"] > 0 and run["test_users_per_second"] > 0
+    probe = saved["probe"]
+    assert probe["steps"] == job.PROBE_STEPS or probe["steps"] < job.PROBE_STEPS and probe["steps_per_second"] > 0
+    rows = list(csv.DictReader(io.StringIO(run["learning_curve_csv"])))  # validations along the run, decayed at its end
+    assert len(rows) >= 2 and int(rows[-1]["step"]) == run["steps"]
+    assert float(rows[-1]["learning_rate"]) < 0.1 * float(rows[0]["learning_rate"])
     assert 0.0 <= run["test"]["ndcg@10"] <= 1.0 and saved["device"]["torch"]
     assert sorted(p.name for p in out.iterdir()) == ["per_user_main_seed0.json", "results.json"]  # few files come back
+
+
+def test_the_schedule_fits_the_probed_rate_and_decays_at_its_end():
+    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    overrides = dict(o.split("=", 1) for o in job.schedule(steps_per_second=25.0, seconds=100))
+    assert overrides["training.lr_scheduler"] == "wsd" and int(overrides["training.max_steps"]) == 2500
+    assert int(overrides["training.decay_steps"]) == int(2500 * job.DECAY_FRACTION)
+    assert int(overrides["training.eval_every_steps"]) * job.VALIDATIONS == 2500
+    assert float(overrides["training.max_train_minutes"]) > 100 / 60  # a guard, not the budget

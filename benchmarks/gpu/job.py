@@ -4,15 +4,18 @@
     # on the GPU machine (the device tool's run, carry [".gpu"]):
     bash benchmarks/gpu/run.sh full                # or: short (a second try), compare (a second window), tiny (CPU)
 
-For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_full.yaml``) in the
-every-target mode with GPU-sized batches and the trainer's GPU paths (resident batches), early stopping on
-validation NDCG@10 and a wall-clock cap per run, then full-catalogue ranking of all test users (20 beams).
+For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_full.yaml``: the plain
+TIGER T5, one target per prefix, which beat every-target training at equal recipe on CPU) with GPU-sized batches and
+the trainer's GPU paths (resident batches), then full-catalogue ranking of all test users (20 beams). The run's length
+is set in optimizer steps so that the learning rate can decay at its end (``wsd``: constant, then a cosine decay over
+the last fifth; a decay raised test NDCG@10 by 14% on CPU): a short probe first measures this device's steps per
+second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall-clock cap of 1.5x stays as a guard).
 ``full``: the RQ-VAE tokenizer, 3 seeds (the converged-Beauty issue); ``compare``: the RQ-VAE, QuaSID and AdaSID
 tokenizers of the cold-start protocol, one seed each (the tokenizer question, paired tests from the per-user
-files). Writes into ``--out``: ``results.json`` (per run: tokenizer, seed, test metrics, steps, examples seen,
-training time, examples/s, ranking users/s; mean and std over seeds per tokenizer; the device, versions and
-command), ``per_user_<tokenizer>_seed<seed>.json`` and ``job.log``. Files stay few (the device tool brings back
-at most 8).
+files). Writes into ``--out``: ``results.json`` (the probe; per run: tokenizer, seed, test metrics, steps, examples
+seen, training time, examples/s, ranking users/s, the validation curve; mean and std over seeds per tokenizer; the
+device, versions and command), ``per_user_<tokenizer>_seed<seed>.json`` and ``job.log``. Files stay few (the device
+tool brings back at most 8).
 
 ``--mode tiny`` runs the same code on a tiny synthetic dataset on CPU in seconds (``tests/test_gpu_job.py``),
 so the job cannot rot between GPU windows.
@@ -36,18 +39,22 @@ GPU_BATCHES = ["training.batch_size=512", "training.learning_rate=0.002", "train
                "training.eval_every_steps=200", "eval.batch_size=2048"]
 COLD = ["cold_item_fraction=0.05", "cold_item_seed=0"]  # the comparison's cold-start protocol (benchmarks/cold_start_recipe.sh)
 MODES = {
-    # runs (tokenizer name, seed), minutes per run, overrides. "main" is --tokenizer; other names are folders of --compare.
-    "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "minutes": 2.0, "overrides": [*GPU_BATCHES, *RESIDENT]},
-    "short": {"runs": [("main", 42)], "minutes": 2.5, "overrides": [*GPU_BATCHES, *RESIDENT]},
+    # runs (tokenizer name, seed), training seconds per run, overrides. "main" is --tokenizer; other names are folders
+    # of --compare.
+    "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "seconds": 90, "overrides": [*GPU_BATCHES, *RESIDENT]},
+    "short": {"runs": [("main", 42)], "seconds": 150, "overrides": [*GPU_BATCHES, *RESIDENT]},
     # The tokenizer question (issue 23) at the converged recipe: the cold-start-protocol tokenizers trained here, one seed.
-    "compare": {"runs": [("rqvae", 42), ("quasid", 42), ("adasid", 42)], "minutes": 2.0,
+    "compare": {"runs": [("rqvae", 42), ("quasid", 42), ("adasid", 42)], "seconds": 100,
                 "overrides": [*GPU_BATCHES, *RESIDENT, *COLD]},
-    "tiny": {"runs": [("main", 0)], "minutes": 1.0,
+    "tiny": {"runs": [("main", 0)], "seconds": 4,
              "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
                            "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8", "training.batch_size=16", "training.warmup_steps=2",
-                           "training.eval_every_steps=5", "training.epochs=3", "eval.num_beams=10", "eval.batch_size=16",
-                           "eval.valid_max_users=null", *RESIDENT]},
+                           "eval.num_beams=10", "eval.batch_size=16", "eval.valid_max_users=null",
+                           *RESIDENT]},
 }
+PROBE_STEPS = 300  # the probe's optimizer steps: past the first steps' one-off costs (CUDA context, kernel selection)
+DECAY_FRACTION = 0.2  # wsd: the last fifth of a run's steps decays the learning rate to 0
+VALIDATIONS = 5  # validations per run (fixed user sample): the learning curve's points
 # --compile: torch.compile the training forward as well (CUDA graphs through mode "reduce-overhead"); off by default
 # because compiling costs tens of seconds per shape out of a 2-minute run and is not yet measured on a GPU.
 COMPILE = ["training.compile=true", "training.compile_mode=reduce-overhead"]
@@ -69,28 +76,58 @@ def device_description() -> dict:
     return info
 
 
-def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, use_compile: bool = False) -> dict:
+def train_args(name: str, seed: int, mode: str, data: str, tokenizer: str, run_dir: Path, use_compile: bool) -> list[str]:
+    """The recipe's arguments shared by the probe and the runs."""
+    return ["--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
+            f"output_dir={run_dir}", f"training.seed={seed}", "training.checkpoint_every_minutes=null",
+            "training.checkpoint_at_epoch_end=false", "training.early_stopping_patience=null", "eval.final_validation=false",
+            *MODES[mode]["overrides"], *(COMPILE if use_compile else [])]
+
+
+def probe(mode: str, data: str, tokenizer: str, work: Path, use_compile: bool = False) -> dict:
+    """This device's optimizer steps per second with the runs' recipe: PROBE_STEPS steps, 64 validation and 64 test users."""
+    from accelerate.state import AcceleratorState
+
+    from genrec.recipes import train_genrec
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    start = time.perf_counter()
+    metrics = train_genrec.main([*train_args("probe", 0, mode, data, tokenizer, work / "probe", use_compile),
+                                 f"training.max_steps={PROBE_STEPS}", "training.eval_every_steps=null",
+                                 "eval.valid_max_users=64", "eval.test_max_users=64"])
+    seconds = metrics["timings"]["train_seconds"]
+    return {"steps": metrics["steps"], "train_seconds": seconds, "steps_per_second": metrics["steps"] / max(seconds, 1e-9),
+            "wall_seconds": time.perf_counter() - start}
+
+
+def schedule(steps_per_second: float, seconds: float) -> list[str]:
+    """A run of ``seconds`` at the probed rate, in optimizer steps: wsd decay over its last DECAY_FRACTION."""
+    steps = max(10, int(steps_per_second * seconds))
+    return ["training.lr_scheduler=wsd", f"training.max_steps={steps}", f"training.decay_steps={max(1, int(steps * DECAY_FRACTION))}",
+            f"training.eval_every_steps={max(1, steps // VALIDATIONS)}", f"training.max_train_minutes={1.5 * seconds / 60:.3f}"]
+
+
+def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, steps_per_second: float,
+            use_compile: bool = False) -> dict:
     from accelerate.state import AcceleratorState
 
     from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
 
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs: each builds its Accelerator
-    spec = MODES[mode]
     run_dir = work / f"{name}_seed{seed}"  # checkpoints and models stay out of --out (the tool brings back few files)
-    args = ["--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
-            f"output_dir={run_dir}", f"training.seed={seed}", "model.encoder=causal", "model.train_targets=every_item",
-            f"training.max_train_minutes={spec['minutes']}", "training.checkpoint_every_minutes=null",
-            "training.checkpoint_at_epoch_end=false", *spec["overrides"], *(COMPILE if use_compile else [])]
     start = time.perf_counter()
-    metrics = train_genrec.main(args)
+    metrics = train_genrec.main([*train_args(name, seed, mode, data, tokenizer, run_dir, use_compile),
+                                 *schedule(steps_per_second, MODES[mode]["seconds"])])
     timings = metrics["timings"]
     if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
         (out / f"per_user_{name}_seed{seed}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
-    return {"tokenizer": name, "tokenizer_dir": tokenizer, "seed": seed, "test": metrics["test"], "steps": metrics["steps"], "examples_seen": metrics["examples_seen"],
-            "early_stopped": metrics["early_stopped"], "best_step": metrics["best_step"],
+    curve = run_dir / "learning_curve.csv"
+    return {"tokenizer": name, "tokenizer_dir": tokenizer, "seed": seed, "test": metrics["test"], "steps": metrics["steps"],
+            "examples_seen": metrics["examples_seen"], "early_stopped": metrics["early_stopped"], "best_step": metrics["best_step"],
             "train_seconds": timings["train_seconds"], "examples_per_second": metrics["examples_seen"] / max(timings["train_seconds"], 1e-9),
             "test_users_per_second": timings["test_users"] / max(timings["test_eval_seconds"], 1e-9),
-            "wall_seconds": time.perf_counter() - start, "mixed_precision": metrics["mixed_precision"]}
+            "wall_seconds": time.perf_counter() - start, "mixed_precision": metrics["mixed_precision"],
+            "learning_curve_csv": curve.read_text() if curve.is_file() else None}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,9 +144,12 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     report = {"mode": args.mode, "compile": args.compile, "device": device_description(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": " ".join(sys.argv), "runs": []}
+    tokenizers = {name: args.tokenizer if name == "main" else str(Path(args.compare) / name) for name, _ in MODES[args.mode]["runs"]}
+    report["probe"] = probe(args.mode, args.data, next(iter(tokenizers.values())), Path(args.work), args.compile)
+    print("probe:", report["probe"], flush=True)
     for name, seed in MODES[args.mode]["runs"]:
-        tokenizer = args.tokenizer if name == "main" else str(Path(args.compare) / name)
-        report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizer, Path(args.work), out, args.compile))
+        report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
+                                      report["probe"]["steps_per_second"], args.compile))
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
     for name in dict.fromkeys(r["tokenizer"] for r in report["runs"]):  # mean and std over seeds, per tokenizer
         runs = [r for r in report["runs"] if r["tokenizer"] == name]
