@@ -79,7 +79,7 @@ def device_description() -> dict:
     return info
 
 
-def train_args(name: str, seed: int, mode: str, data: str, tokenizer: str, run_dir: Path, use_compile: bool) -> list[str]:
+def train_args(seed: int, mode: str, data: str, tokenizer: str, run_dir: Path, use_compile: bool) -> list[str]:
     """The recipe's arguments shared by the probe and the runs."""
     return ["--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
             f"output_dir={run_dir}", f"training.seed={seed}", "training.checkpoint_every_minutes=null",
@@ -95,7 +95,7 @@ def probe(mode: str, data: str, tokenizer: str, work: Path, use_compile: bool = 
 
     AcceleratorState._reset_state(reset_partial_state=True)
     start = time.perf_counter()
-    metrics = train_genrec.main([*train_args("probe", 0, mode, data, tokenizer, work / "probe", use_compile),
+    metrics = train_genrec.main([*train_args(0, mode, data, tokenizer, work / "probe", use_compile),
                                  f"training.max_steps={PROBE_STEPS}", "training.eval_every_steps=null",
                                  "eval.valid_max_users=64", "eval.test_max_users=64"])
     seconds = metrics["timings"]["train_seconds"]
@@ -119,7 +119,7 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs: each builds its Accelerator
     run_dir = work / f"{name}_seed{seed}"  # checkpoints and models stay out of --out (the tool brings back few files)
     start = time.perf_counter()
-    metrics = train_genrec.main([*train_args(name, seed, mode, data, tokenizer, run_dir, use_compile),
+    metrics = train_genrec.main([*train_args(seed, mode, data, tokenizer, run_dir, use_compile),
                                  *schedule(steps_per_second, MODES[mode]["seconds"])])
     timings = metrics["timings"]
     if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
