@@ -14,7 +14,18 @@ and the cold candidates of each method are merged into those lists
   cold items in a top 10;
 * ``content_<e>`` / ``content_fused_<e>``: the 20 cold items closest in content to the history,
   scored by the model on their semantic prefix (``fused``: plus ``--content-weight`` x cosine), same cap;
-* ``semantic_knn``: content similarity alone over the whole catalogue (the cold-start reference).
+* ``semantic_knn``: content similarity alone over the whole catalogue (the cold-start reference: the
+  mean of the history, history items not excluded);
+* ``semantic_knn_recent``: the same with a recency-weighted history (``history_decay`` chosen on
+  validation, see below) and the history's own items left out: a much stronger content baseline;
+* ``fusion_tuned``: the model's list and that content ranking (warm and cold items) merged by
+  reciprocal-rank fusion (:func:`genrec.decoding.cold_start.fuse_rankings`, no cap), the history decay,
+  the content weight and the cold boost chosen on validation for the best NDCG@10 over all validation
+  users as they occur (the warm sample weighted up to all warm validation users, plus every validation
+  user whose target is cold); ``fusion_cold``: the setting with the best validation cold Recall@10 among
+  those whose validation warm NDCG@10 is within ``--valid-budget`` of ``fusion_tuned``'s; ``fusion_goal``:
+  the issue's criterion on validation, the best validation cold Recall@10 among the settings whose
+  validation warm NDCG@10 is within ``--valid-budget`` of plain decoding's.
 
 ``<method>_<eps>_tail`` variants put the admitted cold items in the last places, behind a score offset
 calibrated on validation users (the largest offset that keeps validation NDCG@10 within ``--valid-budget``
@@ -47,7 +58,7 @@ import torch
 
 from genrec.data import Examples
 from genrec.decoding import ColdCatalogue, ColdStartSettings, GenerationSettings, SearchResult, search
-from genrec.decoding.cold_start import add_cold_items, content_candidates, prefix_candidates
+from genrec.decoding.cold_start import add_cold_items, content_candidates, fuse_rankings, prefix_candidates
 from genrec.eval.metrics import per_user_metrics
 from genrec.inputs import encode_histories, prompt_has_eos
 from genrec.runs import open_run
@@ -60,6 +71,10 @@ OFFSET_RANGE = 100.0  # the validation calibration searches score offsets in [-1
 # content_fused_tuned's grid: the cosine's weight against the model's log-probability (1,000: the cosine alone orders
 # the drafts and decides their admission, the model's score only breaks ties).
 CONTENT_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 1000.0)
+# fusion's grid (history decay, the content ranking's weight, the cold boost) and semantic_knn_recent's decays.
+HISTORY_DECAYS = (0.0, 0.3, 0.5, 0.7, 1.0)
+FUSION_WEIGHTS = (0.8, 1.0, 1.2, 1.5, 2.0)
+COLD_BOOSTS = (1.0, 1.5, 2.0, 3.0, 5.0)
 
 
 def subset(examples: Examples, rows: np.ndarray, max_history: int | None = None) -> Examples:
@@ -117,14 +132,20 @@ def decode(trained, model, trie, item_tokens: torch.Tensor, examples: Examples, 
 
 
 def method_lists(decoded: dict, is_cold: torch.Tensor, method: str, epsilon: float, offset: float, content_weight: float,
-                 placement: str = "score"):
-    """The top-10 lists of one method (``plain``, ``epsilon``, ``content``, ``content_fused``, ``semantic_knn``)."""
+                 placement: str = "score", fusion: tuple[float, float, float] | None = None):
+    """The top-10 lists of one method (``plain``, ``epsilon``, ``content``, ``content_fused``, ``semantic_knn``,
+    ``semantic_knn_recent`` and ``fusion``: these two read ``fusion`` = (history decay, content weight, cold boost))."""
     plain = SearchResult(decoded["plain_items"], decoded["plain_scores"])
     cap = math.floor(epsilon * TOP_K + 1e-9)
     if method == "plain":
         return plain.items
     if method == "semantic_knn":
         return decoded["knn"]
+    if method == "semantic_knn_recent":
+        return decoded[f"content_{fusion[0]}"][:, :TOP_K]
+    if method == "fusion":
+        decay, weight, boost = fusion
+        return fuse_rankings(plain, decoded[f"content_{decay}"], is_cold, TOP_K, cap, weight, boost).items
     if method == "epsilon":
         candidates, scores = decoded["prefix_items"], decoded["prefix_scores"]
     else:
@@ -220,6 +241,10 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     test_rows = np.concatenate([rows_by_kind["cold"], rows_by_kind["warm"]])
     examples = {"valid": subset(split.valid, valid_rows), "valid_cold": split.valid_cold, "test": subset(split.test, test_rows)}
     decoded = decoded_run(trained, model, run_dir, name, examples, catalogue, item_tokens, args)
+    for kind, ex in examples.items():  # content rankings of the whole catalogue (no model: not cached)
+        history = padded_histories(subset(ex, np.arange(len(ex)), trained.manifest.split.max_history))
+        for decay in HISTORY_DECAYS:
+            decoded[kind][f"content_{decay}"] = catalogue.knn.rank(history, args.drafts, history_decay=decay, exclude=history)[0]
     valid, valid_cold, test = decoded["valid"], decoded["valid_cold"], decoded["test"]
     valid_targets = torch.from_numpy(split.valid.target[valid_rows])
     valid_cold_targets = torch.from_numpy(split.valid_cold.target)
@@ -227,9 +252,19 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     is_cold_row = torch.from_numpy(split.cold_items[split.test.target[test_rows]])
     is_cold = catalogue.is_cold
 
-    def valid_cold_recall(method, eps, offset, weight, placement) -> float:
-        items = method_lists(valid_cold, is_cold, method, eps, offset, weight, placement)
+    def valid_cold_recall(method, eps, offset, weight, placement, fusion=None) -> float:
+        items = method_lists(valid_cold, is_cold, method, eps, offset, weight, placement, fusion)
         return float(per_user_metrics(items, valid_cold_targets, ks=(TOP_K,))["recall@10"].mean())
+
+    def valid_all(method, fusion) -> dict:
+        """Validation NDCG@10 of the warm sample, cold Recall@10, and NDCG@10 over all validation users as they occur."""
+        warm = float(ndcg_at_10(method_lists(valid, is_cold, method, 1.0, 0.0, 0.0, "score", fusion), valid_targets).mean())
+        cold_lists = method_lists(valid_cold, is_cold, method, 1.0, 0.0, 0.0, "score", fusion)
+        cold = per_user_metrics(cold_lists, valid_cold_targets, ks=(TOP_K,))
+        n_warm, n_cold = len(split.valid), len(split.valid_cold)
+        overall = (n_warm * warm + n_cold * float(cold["ndcg@10"].mean())) / (n_warm + n_cold)
+        return {"history_decay": fusion[0], "fusion_weight": fusion[1], "cold_boost": fusion[2], "valid_warm_ndcg@10": warm,
+                "valid_cold_recall@10": float(cold["recall@10"].mean()), "valid_ndcg@10": overall}
 
     # <method>_<eps>: cold items ranked by score among the list, no offset (TIGER's rule as is);
     # <method>_<eps>_tail: the offset calibrated on validation, admitted cold items in the last places.
@@ -251,15 +286,38 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     variants["content_fused_tuned"] = ("content_fused", best["epsilon"],
                                        best["score_offset"] if best["score_offset"] is not None else float("-inf"),
                                        best["content_weight"], "tail")
+    # semantic_knn_recent and fusion: chosen for the best NDCG@10 over all validation users (warm and cold as they occur).
+    knn_grid = [valid_all("semantic_knn_recent", (decay, 0.0, 0.0)) for decay in HISTORY_DECAYS]
+    knn_best = max(knn_grid, key=lambda row: row["valid_ndcg@10"])
+    fusion_grid = [valid_all("fusion", (decay, weight, boost))
+                   for decay in HISTORY_DECAYS for weight in FUSION_WEIGHTS for boost in COLD_BOOSTS]
+    fusion_best = max(fusion_grid, key=lambda row: row["valid_ndcg@10"])
+    near = [row for row in fusion_grid if row["valid_warm_ndcg@10"] >= fusion_best["valid_warm_ndcg@10"] * (1 - args.valid_budget)]
+    fusion_cold = max(near, key=lambda row: row["valid_cold_recall@10"])
+    plain_warm = float(ndcg_at_10(valid["plain_items"], valid_targets).mean())
+    within_goal = [row for row in fusion_grid if row["valid_warm_ndcg@10"] >= plain_warm * (1 - args.valid_budget)]
+    chosen = {"semantic_knn_recent": (knn_best, knn_grid), "fusion_tuned": (fusion_best, fusion_grid),
+              "fusion_cold": (fusion_cold, None)}
+    if within_goal:
+        chosen["fusion_goal"] = (max(within_goal, key=lambda row: row["valid_cold_recall@10"]), None)
+    for variant, (row, _) in chosen.items():
+        method = "semantic_knn_recent" if variant == "semantic_knn_recent" else "fusion"
+        variants[variant] = (method, 1.0, 0.0, 0.0, "score", (row["history_decay"], row["fusion_weight"], row["cold_boost"]))
     result = {}
-    for variant, (method, eps, offset, weight, placement) in variants.items():
-        items = method_lists(test, is_cold, method, eps, offset, weight, placement)
+    for variant, (method, eps, offset, weight, placement, *fusion) in variants.items():
+        fusion = fusion[0] if fusion else None
+        items = method_lists(test, is_cold, method, eps, offset, weight, placement, fusion)
         result[variant] = list_metrics(items, targets, is_cold_row, is_cold)
-        result[variant]["valid_cold_recall@10"] = valid_cold_recall(method, eps, offset, weight, placement)
+        result[variant]["valid_cold_recall@10"] = valid_cold_recall(method, eps, offset, weight, placement, fusion)
         if placement == "tail":
             result[variant]["score_offset"] = offset if math.isfinite(offset) else None
         if variant == "content_fused_tuned":
             result[variant].update(content_weight=weight, epsilon=eps, search=grid)
+        if variant in chosen:
+            row, search_grid = chosen[variant]
+            result[variant].update({k: v for k, v in row.items() if k not in result[variant]})
+            if search_grid is not None:
+                result[variant]["search"] = search_grid
     for values in result.values():
         plain = result["plain"]["warm_ndcg@10"]
         values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / plain - 1 if plain > 0 else float("nan")  # nan: no warm hit
@@ -267,8 +325,8 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     return result
 
 
-METHOD_ORDER = ("plain", "semantic_knn", "epsilon", "epsilon_tail", "content", "content_tail", "content_fused", "content_fused_tail",
-                "content_fused_tuned")
+METHOD_ORDER = ("plain", "semantic_knn", "semantic_knn_recent", "epsilon", "epsilon_tail", "content", "content_tail", "content_fused",
+                "content_fused_tail", "content_fused_tuned", "fusion_tuned", "fusion_cold", "fusion_goal")
 
 
 def _family(method: str) -> str:
@@ -304,7 +362,8 @@ def plot(summary: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x",
-               "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*", "content_fused_tuned": "h"}
+               "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*", "content_fused_tuned": "h",
+               "semantic_knn_recent": "X", "fusion_tuned": "p", "fusion_cold": "8", "fusion_goal": "d"}
     for color, (tokenizer, methods) in zip(("C0", "C1", "C2", "C3"), _tokenizers_in_order(summary), strict=False):
         for method, v in methods.items():
             family = _family(method)

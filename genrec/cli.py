@@ -152,10 +152,11 @@ def _recommend_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="histories decoded together (default: the model's)")
     p.add_argument("--search", choices=["beam", "exact"], default=None,
                    help="beam search, or the model's exact top k (certified; default: the model's setting)")
-    p.add_argument("--cold-start", choices=["off", "prefix", "content"], default=None,
+    p.add_argument("--cold-start", choices=["off", "prefix", "content", "fusion"], default=None,
                    help="cold items (no training interactions, e.g. added after training): 'prefix' matches them on their "
                         "semantic codes (TIGER), 'content' drafts them by content similarity (needs the items' content "
-                        "vectors), 'off' never adds them (default: the model's setting)")
+                        "vectors), 'fusion' merges the model's list with a content ranking of the whole catalogue "
+                        "(reciprocal-rank fusion; warm lists change too), 'off' never adds them (default: the model's setting)")
     p.add_argument("--cold-epsilon", type=float, default=None,
                    help="at most floor(epsilon * k) cold items per list (default: the model's, 0.1)")
     p.add_argument("--cold-content-weight", type=float, default=None,
@@ -164,6 +165,13 @@ def _recommend_parser() -> argparse.ArgumentParser:
                    help="added to the cold candidates' scores before they compete with the list (default: the model's)")
     p.add_argument("--cold-placement", choices=["score", "tail"], default=None,
                    help="admitted cold items ranked by score, or in the last places (default: the model's)")
+    p.add_argument("--cold-history-decay", type=float, default=None,
+                   help="content / fusion: a history item a places before the last weighs decay**a in the user's content "
+                        "vector (1: the mean, 0: the last item; default: the model's)")
+    p.add_argument("--cold-fusion-weight", type=float, default=None,
+                   help="with --cold-start fusion: the content ranking's weight against the model's list (default: the model's)")
+    p.add_argument("--cold-boost", type=float, default=None,
+                   help="with --cold-start fusion: a cold item's content weight is multiplied by this (default: the model's)")
     p.add_argument("--exclude-seen", action="store_true",
                    help="never recommend an item of the history (default: allowed, as the evaluation ranks)")
     p.add_argument("--strict", action="store_true", help="unknown item ids are an error (default: skipped and counted)")
@@ -207,9 +215,16 @@ def run_recommend(argv: list[str]) -> int:
         file_format(args.output, args.output_format)  # fail before loading the model
     if args.cold_epsilon is not None and not 0.0 <= args.cold_epsilon <= 1.0:
         raise InputError(f"--cold-epsilon must be in [0, 1], got {args.cold_epsilon}")
+    if args.cold_history_decay is not None and not 0.0 <= args.cold_history_decay <= 1.0:
+        raise InputError(f"--cold-history-decay must be in [0, 1], got {args.cold_history_decay}")
+    for flag, value in (("--cold-fusion-weight", args.cold_fusion_weight), ("--cold-boost", args.cold_boost)):
+        if value is not None and not value >= 0.0:
+            raise InputError(f"{flag} must be >= 0, got {value}")
     cold_start = {key: value for key, value in (("method", args.cold_start), ("epsilon", args.cold_epsilon),
                                                 ("content_weight", args.cold_content_weight),
-                                                ("score_offset", args.cold_score_offset), ("placement", args.cold_placement))
+                                                ("score_offset", args.cold_score_offset), ("placement", args.cold_placement),
+                                                ("history_decay", args.cold_history_decay),
+                                                ("fusion_weight", args.cold_fusion_weight), ("cold_boost", args.cold_boost))
                   if value is not None}
     from genrec.pipeline import EmptyHistoryError, UnknownItemError
 

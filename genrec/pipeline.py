@@ -438,6 +438,10 @@ class GenerativeRecommender:
                 ``content_weight`` x cosine; needs :attr:`item_embeddings`). ``score_offset`` and
                 ``placement="tail"`` admit cold items only when they beat the list's tail by the offset,
                 and in the last places (``benchmarks/cold_start.py`` calibrates them on validation).
+                ``"fusion"`` merges the model's list with a recency-weighted content ranking of the whole
+                catalogue (reciprocal-rank fusion: ``history_decay``, ``fusion_weight``, ``cold_boost``;
+                needs :attr:`item_embeddings`); it changes warm items' order too, and its scores are the
+                fused values.
 
         Returns:
             B :class:`Recommendation`, in the order of ``histories``.
@@ -470,8 +474,8 @@ class GenerativeRecommender:
         if cold_start.method != "off" and self._cold_catalogue is None:
             raise ValueError("cold-start decoding needs the recommender's warm items (items with training interactions); "
                              "this one has none (built without its training data)")
-        if cold_start.method == "content" and self.item_embeddings is None:
-            raise ValueError("cold_start.method='content' needs the items' content vectors, and this recommender has none: "
+        if cold_start.method in ("content", "fusion") and self.item_embeddings is None:
+            raise ValueError(f"cold_start.method={cold_start.method!r} needs the items' content vectors, and this recommender has none: "
                              "build it with item_embeddings= (from_run / from_pretrained(..., item_embeddings='text') "
                              "embeds the tokenizer's item texts), or use method='prefix'")
 
@@ -550,7 +554,7 @@ class GenerativeRecommender:
         input_ids, attention_mask = encode_histories(examples, self.item_tokens, self.space, self.text_inputs,
                                                      eos=prompt_eos_id(self.model.config, self.space.eos_id) is not None)
         exclude = [sorted(set(h)) for h in histories] if exclude_seen else None
-        history_items = torch.full((len(cut), int(lengths.max())), -1, dtype=torch.long)  # the "content" method's input
+        history_items = torch.full((len(cut), int(lengths.max())), -1, dtype=torch.long)  # "content" / "fusion" input
         for row, items in enumerate(cut):
             history_items[row, : len(items)] = torch.as_tensor(items, dtype=torch.long)
         settings = GenerationSettings(num_beams=num_beams, normalization=self.generation.normalization,

@@ -139,6 +139,18 @@ def test_export_then_recommend_from_the_bundle(trained_run, tmp_path, capsys, mo
                              cold_start={"method": "content", "epsilon": 0.5, "content_weight": 5.0, "score_offset": -1.0,
                                          "placement": "tail"})
     assert [r["item_ids"] for r in out] == [r.item_ids for r in expected]
+    fusion = ["--cold-start", "fusion", "--cold-epsilon", "0.3", "--cold-history-decay", "0.5", "--cold-fusion-weight", "1.5",
+              "--cold-boost", "2"]
+    assert cli.main(["recommend", "--model", str(tmp_path / "bundle2"), "--input", str(tmp_path / "events.csv"), "--k", "4",
+                     *fusion]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = rec.recommend([["item8", "item9", "item11"], ["item1", "item4", "item7"]], k=4, user_ids=["user3", "user0"],
+                             cold_start={"method": "fusion", "epsilon": 0.3, "history_decay": 0.5, "fusion_weight": 1.5,
+                                         "cold_boost": 2.0})
+    assert [r["item_ids"] for r in out] == [r.item_ids for r in expected]
+    assert cli.main(["recommend", "--model", str(tmp_path / "bundle2"), "--history", "item1", "--cold-start", "fusion",
+                     "--cold-history-decay", "2"]) == 1
+    assert "--cold-history-decay must be in [0, 1]" in capsys.readouterr().err
 
 
 @pytest.mark.slow

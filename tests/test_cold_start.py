@@ -1,4 +1,4 @@
-"""Cold-start retrieval: cold items added to the plain search's lists (TIGER's prefix matching, content drafts)."""
+"""Cold-start retrieval: cold items added to the plain search's lists (TIGER's prefix matching, content drafts, fusion)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from genrec.decoding import (
     score_all_items,
     search,
 )
-from genrec.decoding.cold_start import add_cold_items, content_candidates, prefix_candidates
+from genrec.decoding.cold_start import (
+    RANK_CONSTANT,
+    add_cold_items,
+    content_candidates,
+    fuse_rankings,
+    prefix_candidates,
+)
 from genrec.models import build_t5
 from genrec.models.semantic_knn import SemanticKNN
 from genrec.vocab import EOS_ID, SIDVocab
@@ -53,7 +59,7 @@ def test_epsilon_zero_and_method_off_reproduce_plain_decoding(kind):
     vocab, model, _, trie, catalogue, ids, mask, history = _setup(kind)
     plain = search(model, ids, mask, trie, top_k=10)
     for cold in (ColdStartSettings(method="prefix", epsilon=0.0), ColdStartSettings(method="content", epsilon=0.05),
-                 ColdStartSettings(method="off", epsilon=0.5)):
+                 ColdStartSettings(method="off", epsilon=0.5), ColdStartSettings(method="fusion", epsilon=0.0, cold_boost=5.0)):
         found = search(model, ids, mask, trie, top_k=10, settings=GenerationSettings(cold_start=cold), cold_catalogue=catalogue,
                        history_items=history)
         assert torch.equal(found.items, plain.items) and torch.equal(found.scores, plain.scores)
@@ -130,13 +136,14 @@ def test_content_drafts_are_the_nearest_cold_items_scored_by_their_prefix(kind):
     prefix_scores = score_all_items(model, ids, mask, catalogue.prefix_tokens)
     for user in range(len(ids)):
         cold_cos = cos[user, catalogue.cold]
-        expected = catalogue.cold[torch.sort(cold_cos, descending=True, stable=True).indices[:5]]
+        in_history = torch.isin(catalogue.cold, history[user])  # a history's own items are never drafted
+        expected = catalogue.cold[torch.sort(cold_cos.masked_fill(in_history, float("-inf")), descending=True, stable=True).indices[:5]]
         assert items[user].tolist() == expected.tolist()
         for item, score in zip(items[user].tolist(), scores[user].tolist(), strict=True):
             assert score == pytest.approx(float(prefix_scores[user, item] + 2.0 * cos[user, item]), abs=1e-4)
 
 
-@pytest.mark.parametrize("method", ["prefix", "content"])
+@pytest.mark.parametrize("method", ["prefix", "content", "fusion"])
 def test_an_item_added_after_training_is_recommendable(method):
     """A new item (new code combination, appended to the catalogue) reaches top-10 lists; the cap holds."""
     vocab, model, item_tokens, _, _, ids, mask, history = _setup("t5", num_cold=0)
@@ -149,7 +156,9 @@ def test_an_item_added_after_training_is_recommendable(method):
     embeddings = torch.randn(len(catalogue_tokens), 8, generator=torch.Generator().manual_seed(1))
     catalogue = ColdCatalogue(catalogue_tokens, cold, vocab.level_ranges, item_embeddings=embeddings)
     trie = PrefixTrie.from_item_tokens(catalogue_tokens, vocab)
-    settings = GenerationSettings(cold_start=ColdStartSettings(method=method, epsilon=0.1))
+    # fusion: the content ranking covers the catalogue and a cold item's weight dwarfs the rest, so every list takes it
+    extra = {"drafts": 200, "cold_boost": 1000.0} if method == "fusion" else {}
+    settings = GenerationSettings(cold_start=ColdStartSettings(method=method, epsilon=0.1, **extra))
     found = search(model, ids, mask, trie, top_k=10, settings=settings, cold_catalogue=catalogue, history_items=history)
     new_index = len(catalogue_tokens) - 1
     assert (found.items == new_index).any(dim=1).all()  # one cold slot, one cold item: every list takes it
@@ -194,3 +203,76 @@ def test_a_negative_score_offset_makes_cold_items_rarer():
             assert torch.equal(found.items, plain.items)
     plain_count = int(catalogue.is_cold[plain.items.clamp(min=0)].sum())
     assert counts[0] >= counts[1] >= counts[2] == plain_count and counts[0] > plain_count
+
+
+def _reference_fusion(plain, content, is_cold, top_k, max_cold, weight, boost):
+    """Plain Python reciprocal-rank fusion with the cold cap (ties: the plain list's order, then the content ranking's)."""
+    out = []
+    for row in range(len(plain)):
+        fused, first_seen = {}, {}
+        plain_items = [int(i) for i in plain[row][:top_k] if i >= 0]
+        for rank, item in enumerate(int(i) for i in plain[row][:top_k]):
+            if item >= 0:
+                fused[item] = fused.get(item, 0.0) + 1.0 / (RANK_CONSTANT + 1 + rank)
+                first_seen.setdefault(item, rank)
+        for rank, item in enumerate(int(i) for i in content[row]):
+            if item >= 0:
+                w = weight * (boost if is_cold[item] else 1.0)
+                fused[item] = fused.get(item, 0.0) + w / (RANK_CONSTANT + 1 + rank)
+                first_seen.setdefault(item, top_k + rank)
+        room = max(0, max_cold - sum(bool(is_cold[i]) for i in plain_items))
+        added_cold = sorted((i for i in fused if is_cold[i] and i not in plain_items), key=lambda i: (-fused[i], first_seen[i]))
+        for item in added_cold[room:]:
+            del fused[item]
+        ranked = sorted(fused, key=lambda i: (-fused[i], first_seen[i]))[:top_k]
+        out.append(([*ranked, *[-1] * (top_k - len(ranked))], [fused[i] for i in ranked] + [float("-inf")] * (top_k - len(ranked))))
+    return torch.tensor([o[0] for o in out]), torch.tensor([o[1] for o in out])
+
+
+def test_fusion_matches_a_plain_python_reference_and_respects_the_cap():
+    gen = torch.Generator().manual_seed(0)
+    num_items, top_k = 40, 10
+    is_cold = torch.zeros(num_items, dtype=torch.bool)
+    is_cold[30:] = True
+    for trial in range(24):
+        plain = torch.stack([torch.randperm(30, generator=gen)[:top_k] for _ in range(5)])
+        if trial % 2:
+            plain[0, 2] = 33  # the plain search found a cold item itself
+        plain[1, -3:] = -1  # a row with fewer reachable items
+        content = torch.stack([torch.randperm(num_items, generator=gen)[:8] for _ in range(5)])  # warm and cold, overlapping plain
+        content[2, -2:] = -1
+        max_cold, weight, boost = trial % 4, (0.5, 1.0, 2.0)[trial % 3], (1.0, 3.0)[trial % 2]
+        found = SearchResult(plain, torch.zeros(plain.shape))
+        fused = fuse_rankings(found, content, is_cold, top_k, max_cold, weight, boost)
+        ref_items, ref_scores = _reference_fusion(plain, content, is_cold, top_k, max_cold, weight, boost)
+        assert torch.equal(fused.items, ref_items), trial
+        torch.testing.assert_close(fused.scores, ref_scores)
+        plain_cold = (is_cold[plain.clamp(min=0)] & (plain >= 0)).sum(1)
+        cold_count = (is_cold[fused.items.clamp(min=0)] & (fused.items >= 0)).sum(1)
+        assert (cold_count <= torch.clamp(plain_cold, min=max_cold)).all()
+    # weight 0: the plain list comes back in its order (content-only warm items score 0 and fall behind it)
+    plain = torch.arange(10)[None]
+    fused = fuse_rankings(SearchResult(plain, torch.zeros(1, 10)), torch.arange(20, 30)[None], is_cold, 10, 0, 0.0)
+    assert fused.items.tolist() == plain.tolist()
+
+
+def test_semantic_knn_weights_recent_items_and_leaves_out_excluded_ones():
+    gen = torch.Generator().manual_seed(2)
+    knn = SemanticKNN(torch.randn(20, 5, generator=gen))
+    unit = knn.item_vectors
+    history = torch.tensor([[3, 7, 9, -1], [-1, 4, 2, -1]])  # padding anywhere; time order left to right
+    torch.testing.assert_close(knn.user_vectors(history, history_decay=0.0), unit[[9, 2]])  # the last item alone
+    expected = torch.nn.functional.normalize(0.25 * unit[3] + 0.5 * unit[7] + unit[9], dim=0)
+    torch.testing.assert_close(knn.user_vectors(history, history_decay=0.5)[0], expected)
+    torch.testing.assert_close(knn.user_vectors(history, history_decay=1.0), knn.user_vectors(history))
+    items, cosines = knn.rank(history, 20, exclude=history)
+    for row, seen in enumerate(({3, 7, 9}, {4, 2})):
+        kept = [i for i in items[row].tolist() if i >= 0]
+        assert len(kept) == 20 - len(seen) and not seen & set(kept)
+        assert items[row, len(kept):].eq(-1).all() and torch.isinf(cosines[row, len(kept):]).all()
+    with pytest.raises(ValueError, match="history_decay"):
+        knn.user_vectors(history, history_decay=1.5)
+    with pytest.raises(ValueError, match="history_decay"):
+        ColdStartSettings(history_decay=-0.1)
+    with pytest.raises(ValueError, match="fusion_weight"):
+        ColdStartSettings(method="fusion", fusion_weight=-1.0)

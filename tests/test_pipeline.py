@@ -451,22 +451,26 @@ def test_content_cold_start_in_recommend_the_bundle_and_added_items(setup, tmp_p
     split = setup["split"]
     histories, users = histories_of(split, split.test)[:12], split.user_ids[:12]
     settings = ColdStartSettings(method="content", epsilon=0.2, drafts=6, content_weight=3.0, score_offset=-1.0, placement="tail")
+    fusion = ColdStartSettings(method="fusion", epsilon=0.3, drafts=15, history_decay=0.5, fusion_weight=1.5, cold_boost=2.0)
     got = loaded.recommend(histories, k=10, user_ids=users, cold_start=settings)
+    fused = loaded.recommend(histories, k=10, user_ids=users, cold_start=fusion)
 
     # The same lists from the decoding functions evaluation uses, one user at a time.
     catalogue = ColdCatalogue(loaded.item_tokens, torch.tensor([i in set(loaded.cold_item_ids) for i in loaded.item_ids]),
                               loaded.space.level_ranges, item_embeddings=vectors)
-    for history, user, result in zip(histories, users, got, strict=True):
+    for history, user, result, fused_result in zip(histories, users, got, fused, strict=True):
         index = [loaded.item_ids.index(i) for i in history][-5:]
         examples = Examples(user_index=np.array([loaded.user_index(user)]), target=np.zeros(1, dtype=np.int64),
                             history_values=np.array(index), history_offsets=np.array([0, len(index)]))
         eos = prompt_eos_id(loaded.model.config, loaded.space.eos_id) is not None
         ids, mask = encode_histories(examples, loaded.item_tokens, loaded.space, None, eos=eos)
-        found = search(loaded.model, ids, mask, loaded.trie, top_k=10, cold_catalogue=catalogue,
-                       settings=GenerationSettings(num_beams=loaded.generation.num_beams, cold_start=settings),
-                       history_items=torch.tensor([index]))
-        assert result.item_ids == [loaded.item_ids[i] for i in found.items[0].tolist() if i >= 0]
+        for cold_start, served in ((settings, result), (fusion, fused_result)):
+            found = search(loaded.model, ids, mask, loaded.trie, top_k=10, cold_catalogue=catalogue,
+                           settings=GenerationSettings(num_beams=loaded.generation.num_beams, cold_start=cold_start),
+                           history_items=torch.tensor([index]))
+            assert served.item_ids == [loaded.item_ids[i] for i in found.items[0].tolist() if i >= 0]
     assert any(set(r.item_ids) & set(loaded.cold_item_ids) for r in got)
+    assert any(set(r.item_ids) & set(loaded.cold_item_ids) for r in fused)
 
     bundle = loaded.save_pretrained(tmp_path / "bundle")
     again = GenerativeRecommender.from_pretrained(bundle, device="cpu")
@@ -487,6 +491,9 @@ def test_content_cold_start_in_recommend_the_bundle_and_added_items(setup, tmp_p
     drafted = again.recommend([history], k=10, user_ids=users[:1],  # (the plain lists already hold "cold" items: cap 10)
                               cold_start={"method": "content", "epsilon": 1.0, "drafts": 1, "content_weight": 100.0})
     assert "new-item" in drafted[0].item_ids
+    fused_new = again.recommend([history], k=10, user_ids=users[:1],
+                                cold_start={"method": "fusion", "epsilon": 1.0, "drafts": 1, "cold_boost": 10.0})
+    assert fused_new[0].item_ids[0] == "new-item"  # the content ranking's head, boosted above the model's first item
     wider = GenerativeRecommender(again.model, again.tokenizer, again.space, max_history=5, warm_item_ids=again.warm_item_ids,
                                   item_embeddings=torch.randn(again.num_items, DIM + 3), device="cpu")
     with pytest.raises(ValueError, match="must be made alike"):

@@ -14,6 +14,14 @@ to add cold items to a plain search's list, both capped by TIGER's epsilon:
   (:class:`~genrec.models.semantic_knn.SemanticKNN`) are scored by the model on their semantic
   prefix (teacher forcing), plus ``content_weight`` x the cosine.
 
+A third method is a hybrid ranker rather than a way to add cold items to the model's list:
+
+* ``"fusion"`` (LIGER-like): the plain search's list and a content ranking of the whole catalogue
+  (warm and cold items, recency-weighted history, the history's own items left out) are merged by
+  reciprocal-rank fusion (:func:`fuse_rankings`); cold items enter through the content ranking.
+  On Amazon Beauty a recency-weighted content ranking alone beats the small T5 on warm users, so
+  this changes warm lists a lot (BENCHMARKS.md: cold-start retrieval, ninth-and-later sessions).
+
 Merging (:func:`add_cold_items`): the plain list and the best cold candidates are ordered by score
 (ties: the plain list's item first, then the lower item index) and cut to K, with at most
 ``floor(epsilon * K)`` cold items in the list, counting cold items the plain search found itself
@@ -31,6 +39,9 @@ from genrec.decoding.trie import PrefixTrie
 from genrec.models.semantic_knn import SemanticKNN
 
 NEG_INF = float("-inf")
+# Reciprocal-rank fusion's constant k (an item at rank r, from 0, scores weight / (k + 1 + r)): with lists of
+# 10-20 items, Cormack et al.'s k = 60 makes the head of a list barely outweigh its tail.
+RANK_CONSTANT = 10
 
 
 class ColdCatalogue:
@@ -102,11 +113,13 @@ def content_candidates(model, input_ids, attention_mask, history_items: torch.Te
     """Content drafts verified by the model: ``(B, drafts)`` cold items and their fused scores."""
     if catalogue.knn is None:
         raise ValueError("cold_start.method='content' needs the items' content embeddings (ColdCatalogue(item_embeddings=...))")
-    items, cosines = catalogue.knn.rank(history_items.to(catalogue.cold.device), min(settings.drafts, catalogue.num_cold),
-                                        items=catalogue.cold)
+    history_items = history_items.to(catalogue.cold.device)
+    items, cosines = catalogue.knn.rank(history_items, min(settings.drafts, catalogue.num_cold), items=catalogue.cold,
+                                        history_decay=settings.history_decay, exclude=history_items)
+    cosines = cosines.masked_fill(items < 0, 0.0)  # a row with fewer drafts than asked ends in -1 (add_cold_items drops it)
     if not model.config.is_encoder_decoder:  # score_candidates reads decoder-only prompts left-padded
         input_ids, attention_mask = left_align(input_ids, attention_mask)
-    scores = score_candidates(model, input_ids, attention_mask, catalogue.prefix_tokens[items], vocab=vocab,
+    scores = score_candidates(model, input_ids, attention_mask, catalogue.prefix_tokens[items.clamp(min=0)], vocab=vocab,
                               normalization=normalization)
     return items, scores + settings.content_weight * cosines.to(scores.device)
 
@@ -159,6 +172,66 @@ def add_cold_items(found: SearchResult, candidates: torch.Tensor, candidate_scor
     return SearchResult(merged_items, merged_scores.to(found.scores.dtype))
 
 
+def content_ranking(history_items: torch.Tensor, catalogue: ColdCatalogue, settings: ColdStartSettings,
+                    exclude_items: ExcludeItems = None) -> torch.Tensor:
+    """``(B, drafts)`` catalogue items (warm and cold) nearest in content to each history, best first.
+
+    The history's own items and ``exclude_items`` are left out; -1 where fewer items are left.
+    """
+    if catalogue.knn is None:
+        raise ValueError("cold_start.method='fusion' needs the items' content embeddings (ColdCatalogue(item_embeddings=...))")
+    device = catalogue.knn.item_vectors.device
+    history_items = history_items.to(device)
+    exclude = history_items
+    if exclude_items is not None:
+        rows = exclude_items.tolist() if isinstance(exclude_items, torch.Tensor) else exclude_items
+        width = max((len(r) for r in rows), default=0)
+        extra = torch.full((len(history_items), width), -1, dtype=torch.long)
+        for row, excluded in enumerate(rows):
+            extra[row, : len(excluded)] = torch.as_tensor(list(excluded), dtype=torch.long)
+        exclude = torch.cat([history_items, extra.to(device)], dim=1)
+    items, _ = catalogue.knn.rank(history_items, min(settings.drafts, catalogue.knn.num_items),
+                                  history_decay=settings.history_decay, exclude=exclude)
+    return items
+
+
+def fuse_rankings(found: SearchResult, content_items: torch.Tensor, is_cold: torch.Tensor, top_k: int, max_cold: int,
+                  fusion_weight: float = 1.0, cold_boost: float = 1.0) -> SearchResult:
+    """Reciprocal-rank fusion of ``found``'s lists and ``content_items`` (``(B, M)``, best first, -1 = none).
+
+    An item at rank r (from 0) of ``found`` scores ``1 / (RANK_CONSTANT + 1 + r)``, of the content
+    ranking ``fusion_weight / (RANK_CONSTANT + 1 + r)`` (times ``cold_boost`` for a cold item); an item
+    in both lists gets the sum. The ``top_k`` best make a row's list (ties: ``found``'s order, then the
+    content ranking's), with at most ``max_cold`` cold items, counting those ``found`` has (never
+    removed). The result's scores are the fused values (-inf where a row has fewer items).
+    """
+    plain = found.items[:, :top_k]
+    device = plain.device
+    content_items, is_cold = content_items.to(device), is_cold.to(device)
+    batch, width, depth = len(plain), plain.shape[1], content_items.shape[1]
+    items = torch.cat([plain, content_items], dim=1)  # (B, K + M)
+    ranks = torch.cat([torch.arange(width, device=device), torch.arange(depth, device=device)]).float()
+    weights = torch.cat([torch.ones(width, device=device), torch.full((depth,), float(fusion_weight), device=device)])
+    weights = weights.expand(batch, -1).clone()
+    cold = is_cold[items.clamp(min=0)] & (items >= 0)
+    weights[:, width:] = torch.where(cold[:, width:], weights[:, width:] * cold_boost, weights[:, width:])
+    contributions = (weights / (RANK_CONSTANT + 1 + ranks)).masked_fill(items < 0, 0.0)
+    same = items[:, :, None] == items[:, None, :]  # (B, K + M, K + M)
+    fused = (same * contributions[:, None, :]).sum(dim=2)
+    repeat = torch.tril(same, diagonal=-1).any(dim=2)  # an item's later occurrence
+    fused = fused.masked_fill(repeat | (items < 0), NEG_INF)
+    # The cap: cold items of the content ranking alone take the room found's own cold items leave.
+    plain_cold = cold[:, :width].sum(dim=1)
+    room = (max_cold - plain_cold).clamp(min=0)
+    added_cold = cold & (torch.arange(width + depth, device=device)[None, :] >= width) & (fused > NEG_INF)
+    order = torch.sort(fused.masked_fill(~added_cold, NEG_INF), dim=1, descending=True, stable=True).indices
+    place = torch.empty_like(order).scatter_(1, order, torch.arange(width + depth, device=device).expand(batch, -1).contiguous())
+    fused = fused.masked_fill(added_cold & (place >= room[:, None]), NEG_INF)
+    best = torch.sort(fused, dim=1, descending=True, stable=True).indices[:, :top_k]
+    out_items, out_scores = items.gather(1, best), fused.gather(1, best)
+    return SearchResult(out_items.masked_fill(out_scores == NEG_INF, -1), out_scores.to(found.scores.dtype))
+
+
 def add_cold_start_items(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, found: SearchResult,
                          catalogue: ColdCatalogue, settings: GenerationSettings, *, top_k: int,
                          history_items: torch.Tensor | None = None, exclude_items: ExcludeItems = None, vocab=None) -> SearchResult:
@@ -169,6 +242,11 @@ def add_cold_start_items(model, input_ids: torch.Tensor, attention_mask: torch.T
     """
     cold_start = settings.cold_start
     max_cold = cold_start.max_cold(top_k)
+    if cold_start.method == "fusion" and max_cold > 0:  # warm lists change too, so it runs without cold items as well
+        if history_items is None:
+            raise ValueError("cold_start.method='fusion' needs the users' history item indices (history_items)")
+        content = content_ranking(history_items, catalogue, cold_start, exclude_items)
+        return fuse_rankings(found, content, catalogue.is_cold, top_k, max_cold, cold_start.fusion_weight, cold_start.cold_boost)
     if max_cold == 0 or catalogue.num_cold == 0:
         return found
     if cold_start.method == "prefix":

@@ -23,7 +23,7 @@ from genrec.decoding.trie import PrefixTrie
 
 SEARCHES = ("beam", "exact")
 NORMALIZATIONS = ("vocab", "level")
-COLD_METHODS = ("off", "prefix", "content")
+COLD_METHODS = ("off", "prefix", "content", "fusion")
 PLACEMENTS = ("score", "tail")
 # Decoder-only search repeats each prompt's KV cache per beam: small batches rank faster (BENCHMARKS.md).
 CAUSAL_BATCH_SIZE = 32
@@ -34,11 +34,23 @@ class ColdStartSettings:
     """How cold items (no training interactions) join the top-K lists (:mod:`genrec.decoding.cold_start`).
 
     Attributes:
-        method: ``"off"``, ``"prefix"`` (TIGER: matched on their semantic codes) or ``"content"`` (drafted
-            by content similarity, verified by the model; needs the items' content embeddings).
-        epsilon: the largest share of cold items in a top-K list (TIGER's epsilon): ``floor(epsilon * K)``.
+        method: ``"off"``, ``"prefix"`` (TIGER: matched on their semantic codes), ``"content"`` (drafted
+            by content similarity, verified by the model; needs the items' content embeddings) or
+            ``"fusion"`` (LIGER-like hybrid ranking: the model's list and a content ranking of the whole
+            catalogue, warm and cold items, merged by reciprocal-rank fusion; changes warm users' lists too).
+        epsilon: the largest share of cold items in a top-K list (TIGER's epsilon): ``floor(epsilon * K)``
+            (0 turns every method off, ``"fusion"`` included: the plain search's lists come back unchanged).
         num_beams: ``"prefix"``: cold semantic prefixes kept per user by the beam search over them.
-        drafts: ``"content"``: cold items drafted per user by content similarity.
+        drafts: ``"content"``: cold items drafted per user by content similarity; ``"fusion"``: the length of
+            the content ranking (the user's history and excluded items left out).
+        history_decay: ``"content"`` / ``"fusion"``: recency weighting of the user's content vector, a history
+            item ``a`` places before the last weighs ``history_decay ** a`` (1: the mean of the history,
+            Semantic-KNN's standard form; 0: the last item alone).
+        fusion_weight: ``"fusion"``: the content ranking's weight against the model's list (an item at rank r,
+            from 0, of a list gets weight / (:data:`~genrec.decoding.cold_start.RANK_CONSTANT` + 1 + r);
+            the model's list has weight 1); the list's scores are these fused values.
+        cold_boost: ``"fusion"``: a cold item's content weight is ``fusion_weight * cold_boost`` (cold items have
+            no place in the model's list, so at 1 they compete on content alone).
         content_weight: ``"content"``: a draft's score is its semantic-prefix log-probability plus
             ``content_weight`` x its cosine to the user's history (0: the model's score alone).
         score_offset: added to every cold candidate's score before it competes with the plain list (log-probability
@@ -57,6 +69,9 @@ class ColdStartSettings:
     content_weight: float = 0.0
     score_offset: float = 0.0
     placement: str = "score"
+    history_decay: float = 1.0
+    fusion_weight: float = 1.0
+    cold_boost: float = 1.0
 
     def __post_init__(self):
         if self.method not in COLD_METHODS:
@@ -67,6 +82,11 @@ class ColdStartSettings:
             raise ValueError(f"cold_start.num_beams and cold_start.drafts must be >= 1, got {self.num_beams} and {self.drafts}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"cold_start.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if not 0.0 <= self.history_decay <= 1.0:
+            raise ValueError(f"cold_start.history_decay must be in [0, 1], got {self.history_decay!r}")
+        if not (self.fusion_weight >= 0.0 and self.cold_boost >= 0.0):
+            raise ValueError(f"cold_start.fusion_weight and cold_start.cold_boost must be >= 0, "
+                             f"got {self.fusion_weight!r} and {self.cold_boost!r}")
 
     @classmethod
     def from_dict(cls, data: dict, base: ColdStartSettings | None = None) -> ColdStartSettings:
