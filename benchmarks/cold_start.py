@@ -360,7 +360,7 @@ def plot(summary: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10.5, 5))
     markers = {"plain": "o", "epsilon": "s", "content": "^", "content_fused": "v", "semantic_knn": "x",
                "epsilon_tail": "D", "content_tail": "P", "content_fused_tail": "*", "content_fused_tuned": "h",
                "semantic_knn_recent": "X", "fusion_tuned": "p", "fusion_cold": "8", "fusion_goal": "d"}
@@ -371,7 +371,7 @@ def plot(summary: dict, out: Path) -> None:
                        label=f"{tokenizer} {family}")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, ncol=2)
+    ax.legend(unique.values(), unique.keys(), fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("cold Recall@10 (test users whose target is a cold item)")
     ax.set_ylabel("warm NDCG@10 (the other test users)")
     ax.grid(alpha=0.3)
