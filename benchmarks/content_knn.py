@@ -11,12 +11,15 @@ interaction is used except the history itself: nothing is trained.
 
 The decay is chosen on all validation users (NDCG@10); test Recall/NDCG@5/10 over all test users are
 reported for every decay, the chosen one first. Writes ``metrics.json`` (with command, machine, date,
-commit) and ``per_user_test.json`` of the chosen decay (the format ``benchmarks/paired_runs.py`` reads).
+commit) and ``per_user_test.json.gz`` of the chosen decay (gzip of the per-user format ``benchmarks/paired_runs.py``
+reads as ``per_user_test.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import platform
 import subprocess
 import sys
@@ -29,7 +32,7 @@ from genrec.data import load_dataset
 from genrec.data.split import leave_one_out_split
 from genrec.eval.metrics import per_user_metrics
 from genrec.models.semantic_knn import SemanticKNN
-from genrec.tokenizer.io import atomic_write_json
+from genrec.tokenizer.io import atomic_write_file, atomic_write_json
 from genrec.tokenizer_inputs import build_tokenizer_inputs
 
 DECAYS = (0.0, 0.3, 0.5, 0.7, 1.0)
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     per_user = {"user_index": [int(u) for u in split.test.user_index],
                 **{m: [float(x) for x in v] for m, v in results[chosen]["per_user"].items()}}
-    atomic_write_json(out / "per_user_test.json", per_user, mode=0o644)
+    atomic_write_file(out / "per_user_test.json.gz", lambda tmp: Path(tmp).write_bytes(gzip.compress(json.dumps(per_user).encode())),
+                      mode=0o644)
     atomic_write_json(out / "metrics.json", summary, mode=0o644)
     print(f"chosen decay {chosen} (validation): test {results[chosen]['test']} -> {out}")
     return summary

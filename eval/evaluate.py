@@ -94,13 +94,14 @@ def evaluate_generative(
         max_users: evaluate only the first ``max_users`` examples (quick validation); None = all.
         cold_start, cold_catalogue: cold-start decoding (:class:`~genrec.decoding.ColdStartSettings`; the catalogue's
             cold items as a :class:`~genrec.decoding.ColdCatalogue`, needed unless the method is ``"off"``). Only
-            ``"prefix"`` here: the ``"content"`` method needs the users' history items (``benchmarks/cold_start.py``).
+            ``"prefix"`` here: the ``"content"`` and ``"fusion"`` methods need the users' history items
+            (``benchmarks/cold_start.py``, ``benchmarks/content_knn.py``).
     """
     cold_start = cold_start or ColdStartSettings()
     if cold_start.method != "off":
-        if cold_start.method == "content":
-            raise ValueError("cold_start.method='content' needs history items and content embeddings: evaluate it with "
-                             "benchmarks/cold_start.py; evaluation supports 'prefix'")
+        if cold_start.method in ("content", "fusion"):
+            raise ValueError(f"cold_start.method={cold_start.method!r} needs history items and content embeddings: evaluate it "
+                             "with benchmarks/cold_start.py; evaluation supports 'prefix'")
         if cold_catalogue is None:
             raise ValueError(f"cold_start.method={cold_start.method!r} needs the catalogue's cold items (cold_catalogue)")
     top_k = max(ks)

@@ -276,3 +276,11 @@ def test_semantic_knn_weights_recent_items_and_leaves_out_excluded_ones():
         ColdStartSettings(history_decay=-0.1)
     with pytest.raises(ValueError, match="fusion_weight"):
         ColdStartSettings(method="fusion", fusion_weight=-1.0)
+
+
+@pytest.mark.parametrize("method", ["content", "fusion"])
+def test_evaluation_names_the_methods_it_cannot_run(method):
+    from genrec.eval.evaluate import evaluate_generative
+
+    with pytest.raises(ValueError, match=rf"cold_start.method='{method}' needs history items"):
+        evaluate_generative(None, None, None, None, cold_start=ColdStartSettings(method=method))
