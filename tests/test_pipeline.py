@@ -179,7 +179,8 @@ def test_saved_bundle_reloads_to_the_same_recommendations(setup, tmp_path):
     config = json.loads((folder / CONFIG_FILE).read_text())
     assert config["generation"] == {"num_beams": 12, "normalization": "vocab", "batch_size": 8, "search": "beam", "max_width": 512,
                                     "cold_start": {"method": "off", "epsilon": 0.1, "num_beams": 20, "drafts": 20,
-                                                   "content_weight": 0.0, "score_offset": 0.0, "placement": "score"}}
+                                                   "content_weight": 0.0, "score_offset": 0.0, "placement": "score",
+                                                   "history_decay": 1.0, "fusion_weight": 1.0, "cold_boost": 1.0}}
     assert config["max_history"] == 5
     # Without the user ids every user is hashed; saving again over the bundle replaces it.
     anonymous = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "anonymous", include_user_ids=False), device="cpu")
