@@ -100,15 +100,23 @@ def _reference_merge(items, scores, cand, cand_scores, is_cold, top_k, max_cold,
     return torch.tensor(out_items), torch.tensor(out_scores)
 
 
+def _plain_lists(gen, rows: int, top_k: int, trial: int, cold_item: int, place: int) -> torch.Tensor:
+    """Random plain lists of warm items (0-29 of a 40-item catalogue whose items 30-39 are cold); on odd trials
+    row 0 holds the cold item ``cold_item`` at ``place`` (the plain search found a cold item itself)."""
+    items = torch.stack([torch.randperm(30, generator=gen)[:top_k] for _ in range(rows)])
+    if trial % 2:
+        items[0, place] = cold_item
+    return items
+
+
+COLD_TAIL = torch.arange(40) >= 30  # the 40-item catalogue of the merge tests: items 30-39 are cold
+
+
 def test_merge_respects_the_cap_and_orders_by_score():
     gen = torch.Generator().manual_seed(0)
-    num_items, top_k = 40, 10
-    is_cold = torch.zeros(num_items, dtype=torch.bool)
-    is_cold[30:] = True
+    top_k, is_cold = 10, COLD_TAIL
     for trial in range(20):
-        items = torch.stack([torch.randperm(30, generator=gen)[:top_k] for _ in range(6)])
-        if trial % 2:
-            items[0, 3] = 35  # the plain search found a cold item itself
+        items = _plain_lists(gen, 6, top_k, trial, cold_item=35, place=3)
         scores = torch.sort(-torch.rand(6, top_k, generator=gen) * 10, dim=1, descending=True).values
         scores[1, -2:] = float("-inf")  # a row with fewer reachable items
         items[1, -2:] = -1
@@ -231,15 +239,11 @@ def _reference_fusion(plain, content, is_cold, top_k, max_cold, weight, boost):
 
 def test_fusion_matches_a_plain_python_reference_and_respects_the_cap():
     gen = torch.Generator().manual_seed(0)
-    num_items, top_k = 40, 10
-    is_cold = torch.zeros(num_items, dtype=torch.bool)
-    is_cold[30:] = True
+    top_k, is_cold = 10, COLD_TAIL
     for trial in range(24):
-        plain = torch.stack([torch.randperm(30, generator=gen)[:top_k] for _ in range(5)])
-        if trial % 2:
-            plain[0, 2] = 33  # the plain search found a cold item itself
+        plain = _plain_lists(gen, 5, top_k, trial, cold_item=33, place=2)
         plain[1, -3:] = -1  # a row with fewer reachable items
-        content = torch.stack([torch.randperm(num_items, generator=gen)[:8] for _ in range(5)])  # warm and cold, overlapping plain
+        content = torch.stack([torch.randperm(len(is_cold), generator=gen)[:8] for _ in range(5)])  # warm and cold, overlapping plain
         content[2, -2:] = -1
         max_cold, weight, boost = trial % 4, (0.5, 1.0, 2.0)[trial % 3], (1.0, 3.0)[trial % 2]
         found = SearchResult(plain, torch.zeros(plain.shape))
