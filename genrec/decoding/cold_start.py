@@ -20,7 +20,7 @@ A third method is a hybrid ranker rather than a way to add cold items to the mod
   (warm and cold items, recency-weighted history, the history's own items left out) are merged by
   reciprocal-rank fusion (:func:`fuse_rankings`); cold items enter through the content ranking.
   On Amazon Beauty a recency-weighted content ranking alone beats the small T5 on warm users, so
-  this changes warm lists a lot (BENCHMARKS.md: cold-start retrieval, ninth-and-later sessions).
+  this changes warm lists a lot (BENCHMARKS.md, tenth session: a recency-weighted content ranking).
 
 Merging (:func:`add_cold_items`): the plain list and the best cold candidates are ordered by score
 (ties: the plain list's item first, then the lower item index) and cut to K, with at most
