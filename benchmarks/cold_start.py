@@ -36,7 +36,8 @@ pick a model); test users are not looked at. Decoded lists are cached per run (`
 methods can be re-measured without decoding again.
 
 Writes ``summary.json`` (per tokenizer and method: cold Recall@10/NDCG@10 and warm Recall@10/NDCG@10,
-warm NDCG@10's change against plain), ``summary.md`` and ``tradeoff.png`` (warm NDCG@10 against cold
+warm NDCG@10's change against plain; per tokenizer, paired tests of the fusion rows against
+``semantic_knn_recent`` and how often the cold item nearest in content is the target, by history decay), ``summary.md`` and ``tradeoff.png`` (warm NDCG@10 against cold
 Recall@10).
 """
 
@@ -60,6 +61,7 @@ from genrec.data import Examples
 from genrec.decoding import ColdCatalogue, ColdStartSettings, GenerationSettings, SearchResult, search
 from genrec.decoding.cold_start import add_cold_items, content_candidates, fuse_rankings, prefix_candidates
 from genrec.eval.metrics import per_user_metrics
+from genrec.eval.report import paired_test
 from genrec.inputs import encode_histories, prompt_has_eos
 from genrec.runs import open_run
 from genrec.tokenizer.io import atomic_write_file, atomic_write_json, atomic_write_text
@@ -303,11 +305,12 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     for variant, (row, _) in chosen.items():
         method = "semantic_knn_recent" if variant == "semantic_knn_recent" else "fusion"
         variants[variant] = (method, 1.0, 0.0, 0.0, "score", (row["history_decay"], row["fusion_weight"], row["cold_boost"]))
-    result = {}
+    result, per_user = {}, {}
     for variant, (method, eps, offset, weight, placement, *fusion) in variants.items():
         fusion = fusion[0] if fusion else None
         items = method_lists(test, is_cold, method, eps, offset, weight, placement, fusion)
         result[variant] = list_metrics(items, targets, is_cold_row, is_cold)
+        per_user[variant] = per_user_metrics(items, targets, ks=(TOP_K,))
         result[variant]["valid_cold_recall@10"] = valid_cold_recall(method, eps, offset, weight, placement, fusion)
         if placement == "tail":
             result[variant]["score_offset"] = offset if math.isfinite(offset) else None
@@ -321,6 +324,18 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     for values in result.values():
         plain = result["plain"]["warm_ndcg@10"]
         values["warm_ndcg@10_change"] = values["warm_ndcg@10"] / plain - 1 if plain > 0 else float("nan")  # nan: no warm hit
+    # Fusion against the content ranking alone, paired over the same test users: cold Recall@10 and warm NDCG@10.
+    result["_paired"] = {
+        variant: {kind: paired_test(per_user[variant][metric][rows].numpy(), per_user["semantic_knn_recent"][metric][rows].numpy())
+                  for kind, metric, rows in (("cold_recall@10", "recall@10", is_cold_row), ("warm_ndcg@10", "ndcg@10", ~is_cold_row))}
+        for variant in ("fusion_tuned", "fusion_cold", "fusion_goal") if variant in per_user}
+    # How often the single cold item nearest in content is the target, by the history's recency weighting (cold-target
+    # test users; the content ranking restricted to the cold items, the history left out).
+    cold_history = padded_histories(subset(examples["test"], np.flatnonzero(is_cold_row.numpy()), trained.manifest.split.max_history))
+    result["_cold_draft_top1"] = {
+        str(decay): float((catalogue.knn.rank(cold_history, 1, items=catalogue.cold, history_decay=decay, exclude=cold_history)[0][:, 0]
+                           == targets[is_cold_row]).float().mean())
+        for decay in HISTORY_DECAYS}
     result["_seconds"] = time.perf_counter() - start
     return result
 
@@ -393,8 +408,8 @@ def merged_with_earlier(summary: dict, path: Path, runs: dict) -> dict:
     if old.get("users") != summary["users"] or old.get("settings") != summary["settings"]:
         return summary
     merged = dict(summary)
-    for key in ("runs", "tokenizers", "seconds"):
-        merged[key] = {**{k: v for k, v in old[key].items() if k not in runs}, **summary[key]}
+    for key in ("runs", "tokenizers", "seconds", "paired_vs_semantic_knn_recent", "cold_draft_top1"):
+        merged[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in runs}, **summary[key]}
     if summary["command"] not in old["command"]:
         merged["command"] = old["command"] + " ; " + summary["command"]
     return merged
@@ -439,10 +454,13 @@ def main(argv: list[str] | None = None) -> dict:
                "settings": {"num_beams": args.num_beams, "drafts": args.drafts, "content_weight": args.content_weight,
                             "top_k": TOP_K, "epsilons": list(EPSILONS), "offset_range": OFFSET_RANGE,
                             "valid_budget": args.valid_budget, "content_weights": list(CONTENT_WEIGHTS)},
-               "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {}}
+               "runs": {name: str(path) for name, path in runs.items()}, "tokenizers": {}, "seconds": {},
+               "paired_vs_semantic_knn_recent": {}, "cold_draft_top1": {}}
     for name, run_dir in runs.items():
         result = evaluate_run(run_dir, name, rows_by_kind, valid_rows, embeddings, args)
         summary["seconds"][name] = result.pop("_seconds")
+        summary["paired_vs_semantic_knn_recent"][name] = result.pop("_paired")
+        summary["cold_draft_top1"][name] = result.pop("_cold_draft_top1")
         summary["tokenizers"][name] = result
         summary = merged_with_earlier(summary, out / "summary.json", runs)
         atomic_write_json(out / "summary.json", summary, mode=0o644)  # partial results survive an interruption
