@@ -88,15 +88,6 @@ def subset(examples: Examples, rows: np.ndarray, max_history: int | None = None)
                     history_values=np.concatenate(histories).astype(np.int64), history_offsets=offsets)
 
 
-def padded_histories(examples: Examples) -> torch.Tensor:
-    """(B, T) history item indices, -1 = padding."""
-    lengths = examples.history_lengths
-    out = torch.full((len(examples), int(lengths.max())), -1, dtype=torch.long)
-    for m in range(len(examples)):
-        out[m, : lengths[m]] = torch.from_numpy(examples.history(m))
-    return out
-
-
 def decode(trained, model, trie, item_tokens: torch.Tensor, examples: Examples, catalogue: ColdCatalogue, args) -> dict:
     """Everything the methods need for ``examples``, decoded once: the plain lists, the cold candidates of both
     methods (with their model scores and cosines) and Semantic-KNN's lists; tensors in example order."""
@@ -111,7 +102,7 @@ def decode(trained, model, trie, item_tokens: torch.Tensor, examples: Examples, 
         rows = order[first : first + args.batch_size]
         batch = subset(examples, rows, trained.manifest.split.max_history)
         ids, mask = encode_histories(batch, item_tokens, space, text, eos=eos)
-        history = padded_histories(batch)
+        history = torch.from_numpy(batch.padded_histories())
         with torch.no_grad():
             plain = search(model, ids, mask, trie, top_k=TOP_K, settings=settings)
             prefix_items, prefix_scores = prefix_candidates(model, ids, mask, catalogue, prefix_settings)
@@ -244,7 +235,7 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
     examples = {"valid": subset(split.valid, valid_rows), "valid_cold": split.valid_cold, "test": subset(split.test, test_rows)}
     decoded = decoded_run(trained, model, run_dir, name, examples, catalogue, item_tokens, args)
     for kind, ex in examples.items():  # content rankings of the whole catalogue (no model: not cached)
-        history = padded_histories(subset(ex, np.arange(len(ex)), trained.manifest.split.max_history))
+        history = torch.from_numpy(subset(ex, np.arange(len(ex)), trained.manifest.split.max_history).padded_histories())
         for decay in HISTORY_DECAYS:
             decoded[kind][f"content_{decay}"] = catalogue.knn.rank(history, args.drafts, history_decay=decay, exclude=history)[0]
     valid, valid_cold, test = decoded["valid"], decoded["valid_cold"], decoded["test"]
@@ -331,7 +322,8 @@ def evaluate_run(run_dir: Path, name: str, rows_by_kind: dict[str, np.ndarray], 
         for variant in ("fusion_tuned", "fusion_cold", "fusion_goal") if variant in per_user}
     # How often the single cold item nearest in content is the target, by the history's recency weighting (cold-target
     # test users; the content ranking restricted to the cold items, the history left out).
-    cold_history = padded_histories(subset(examples["test"], np.flatnonzero(is_cold_row.numpy()), trained.manifest.split.max_history))
+    cold_rows = np.flatnonzero(is_cold_row.numpy())
+    cold_history = torch.from_numpy(subset(examples["test"], cold_rows, trained.manifest.split.max_history).padded_histories())
     result["_cold_draft_top1"] = {
         str(decay): float((catalogue.knn.rank(cold_history, 1, items=catalogue.cold, history_decay=decay, exclude=cold_history)[0][:, 0]
                            == targets[is_cold_row]).float().mean())

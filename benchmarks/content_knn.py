@@ -39,18 +39,9 @@ DECAYS = (0.0, 0.3, 0.5, 0.7, 1.0)
 KS = (5, 10)
 
 
-def padded_histories(examples) -> torch.Tensor:
-    """(B, T) history item indices in time order, -1 = padding on the right."""
-    lengths = examples.history_lengths
-    out = torch.full((len(examples), int(lengths.max())), -1, dtype=torch.long)
-    for m in range(len(examples)):
-        out[m, : lengths[m]] = torch.from_numpy(examples.history(m))
-    return out
-
-
 def rank(knn: SemanticKNN, examples, decay: float, keep_history: bool, batch_size: int = 2048) -> torch.Tensor:
     """(B, 10) top items of every example."""
-    history = padded_histories(examples)
+    history = torch.from_numpy(examples.padded_histories())
     parts = []
     for first in range(0, len(history), batch_size):
         rows = history[first : first + batch_size]

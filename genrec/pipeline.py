@@ -554,9 +554,7 @@ class GenerativeRecommender:
         input_ids, attention_mask = encode_histories(examples, self.item_tokens, self.space, self.text_inputs,
                                                      eos=prompt_eos_id(self.model.config, self.space.eos_id) is not None)
         exclude = [sorted(set(h)) for h in histories] if exclude_seen else None
-        history_items = torch.full((len(cut), int(lengths.max())), -1, dtype=torch.long)  # "content" / "fusion" input
-        for row, items in enumerate(cut):
-            history_items[row, : len(items)] = torch.as_tensor(items, dtype=torch.long)
+        history_items = torch.from_numpy(examples.padded_histories())  # "content" / "fusion" input
         settings = GenerationSettings(num_beams=num_beams, normalization=self.generation.normalization,
                                       batch_size=self.generation.batch_size, search=search_kind,
                                       max_width=max(self.generation.max_width, num_beams, k),

@@ -149,3 +149,16 @@ def test_cold_item_errors():
     rows = [("u", "a", 1), ("u", "b", 2), ("u", "a", 3)]
     with pytest.raises(ValueError, match=r"\(2,\) bool mask"):
         leave_one_out_split(frame(rows), ["a", "b"], cold_items=np.array([0, 1]))
+
+
+def test_padded_histories_are_the_histories_padded_on_the_right():
+    from genrec.data.split import Examples
+
+    histories = [[3, 1, 4], [1], [5, 9, 2, 6], [5, 3]]
+    offsets = np.cumsum([0, *map(len, histories)])
+    examples = Examples(user_index=np.arange(4), target=np.zeros(4, dtype=np.int64),
+                        history_values=np.concatenate(histories).astype(np.int64), history_offsets=offsets)
+    padded = examples.padded_histories()
+    assert padded.shape == (4, 4) and padded.dtype == np.int64
+    assert [row[row >= 0].tolist() for row in padded] == histories
+    assert (padded[1, 1:] == -1).all() and (examples.padded_histories(pad=0)[1, 1:] == 0).all()

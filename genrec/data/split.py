@@ -105,6 +105,13 @@ class Examples:
         """(M,) int64 history lengths."""
         return np.diff(self.history_offsets)
 
+    def padded_histories(self, pad: int = -1) -> np.ndarray:
+        """(M, longest history) int64 item indices, oldest first, each row padded on the right with ``pad``."""
+        lengths = self.history_lengths
+        out = np.full((len(self), int(lengths.max(initial=0))), pad, dtype=np.int64)
+        out[np.arange(out.shape[1])[None, :] < lengths[:, None]] = self.history_values  # row-major: history by history
+        return out
+
 
 @dataclass
 class SplitData:

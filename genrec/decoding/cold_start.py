@@ -211,10 +211,9 @@ def fuse_rankings(found: SearchResult, content_items: torch.Tensor, is_cold: tor
     batch, width, depth = len(plain), plain.shape[1], content_items.shape[1]
     items = torch.cat([plain, content_items], dim=1)  # (B, K + M)
     ranks = torch.cat([torch.arange(width, device=device), torch.arange(depth, device=device)]).float()
-    weights = torch.cat([torch.ones(width, device=device), torch.full((depth,), float(fusion_weight), device=device)])
-    weights = weights.expand(batch, -1).clone()
+    from_content = torch.arange(width + depth, device=device) >= width  # (K + M,)
     cold = is_cold[items.clamp(min=0)] & (items >= 0)
-    weights[:, width:] = torch.where(cold[:, width:], weights[:, width:] * cold_boost, weights[:, width:])
+    weights = torch.where(from_content, float(fusion_weight), 1.0) * torch.where(cold & from_content, float(cold_boost), 1.0)
     contributions = (weights / (RANK_CONSTANT + 1 + ranks)).masked_fill(items < 0, 0.0)
     same = items[:, :, None] == items[:, None, :]  # (B, K + M, K + M)
     fused = (same * contributions[:, None, :]).sum(dim=2)
@@ -223,7 +222,7 @@ def fuse_rankings(found: SearchResult, content_items: torch.Tensor, is_cold: tor
     # The cap: cold items of the content ranking alone take the room found's own cold items leave.
     plain_cold = cold[:, :width].sum(dim=1)
     room = (max_cold - plain_cold).clamp(min=0)
-    added_cold = cold & (torch.arange(width + depth, device=device)[None, :] >= width) & (fused > NEG_INF)
+    added_cold = cold & from_content & (fused > NEG_INF)
     order = torch.sort(fused.masked_fill(~added_cold, NEG_INF), dim=1, descending=True, stable=True).indices
     place = torch.empty_like(order).scatter_(1, order, torch.arange(width + depth, device=device).expand(batch, -1).contiguous())
     fused = fused.masked_fill(added_cold & (place >= room[:, None]), NEG_INF)

@@ -50,9 +50,8 @@ class SemanticKNN:
         weights = valid.float()
         if history_decay < 1.0:
             age = valid.long().flip(1).cumsum(1).flip(1) - 1  # real items after this one
+            # decay ** age; at decay 0 that is 1 for the last item (0 ** 0 = 1) and 0 for the others
             weights = torch.where(valid, torch.tensor(history_decay) ** age.clamp(min=0).float(), 0.0)
-            if history_decay == 0.0:  # 0 ** 0 is 1 in torch, so the last item alone keeps weight 1
-                weights = (valid & (age == 0)).float()
         vectors = self.item_vectors[history_items.clamp(min=0)] * weights[..., None]
         return torch.nn.functional.normalize(vectors.sum(dim=1), dim=1)
 
