@@ -45,3 +45,12 @@ def test_the_schedule_fits_the_probed_rate_and_decays_at_its_end():
     assert int(overrides["training.decay_steps"]) == int(2500 * job.DECAY_FRACTION)
     assert int(overrides["training.eval_every_steps"]) * job.VALIDATIONS == 2500
     assert float(overrides["training.max_train_minutes"]) > 100 / 60  # a guard, not the budget
+
+
+def test_every_run_of_every_mode_names_a_known_variant():
+    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    variants = [run[2] for mode in job.MODES.values() for run in mode["runs"] if len(run) > 2]
+    assert "no_user_token" in variants and set(variants) <= set(job.VARIANTS)
+    assert all("=" in override for overrides in job.VARIANTS.values() for override in overrides)

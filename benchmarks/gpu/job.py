@@ -2,7 +2,7 @@
 
     bash benchmarks/gpu/prepare.sh                 # here, with network: wheels + inputs into .gpu/ (ignored)
     # on the GPU machine (the device tool's run, carry [".gpu"]):
-    bash benchmarks/gpu/run.sh full                # or: short (a second try), compare (a second window), tiny (CPU)
+    bash benchmarks/gpu/run.sh full                # or: short (a second try), compare, ablate, tiny (CPU)
 
 For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_full.yaml``: the plain
 TIGER T5, one target per prefix, which beat every-target training at equal recipe on CPU) with GPU-sized batches and
@@ -12,7 +12,8 @@ the last fifth; a decay raised test NDCG@10 by 14% on CPU): a short probe first 
 second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall-clock cap of 1.5x stays as a guard).
 ``full``: the RQ-VAE tokenizer, 3 seeds (the converged-Beauty issue); ``compare``: the RQ-VAE, QuaSID and AdaSID
 tokenizers of the cold-start protocol, one seed each (the tokenizer question, paired tests from the per-user
-files). Writes into ``--out``: ``results.json`` (the probe; per run: tokenizer, seed, test metrics, steps, examples
+files); ``ablate``: one seed each of the recipe, without TIGER's user token, and without it at
+dropout 0.15 (``VARIANTS``). Writes into ``--out``: ``results.json`` (the probe; per run: tokenizer, seed, test metrics, steps, examples
 seen, training time, examples/s, ranking users/s, the validation curve; mean and std over seeds per tokenizer; the
 device, versions and command), ``per_user_<tokenizer>_seed<seed>.json`` and ``job.log``. Files stay few (the device
 tool brings back at most 8).
@@ -41,7 +42,7 @@ GPU_BATCHES = ["training.batch_size=2048", "training.learning_rate=0.002", "trai
                "eval.batch_size=2048"]
 COLD = ["cold_item_fraction=0.05", "cold_item_seed=0"]  # the comparison's cold-start protocol (benchmarks/cold_start_recipe.sh)
 MODES = {
-    # runs (tokenizer name, seed), training seconds per run, overrides. "main" is --tokenizer; other names are folders
+    # runs (tokenizer name, seed[, variant]), training seconds per run, overrides. "main" is --tokenizer; other names are folders
     # of --compare.
     # 3 x 130 s of training + ~30 s each for data, validations and the test ranking + the probe and the install: ~9 min.
     "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
@@ -49,12 +50,20 @@ MODES = {
     # The tokenizer question (issue 23) at the converged recipe: the cold-start-protocol tokenizers trained here, one seed.
     "compare": {"runs": [("rqvae", 42), ("quasid", 42), ("adasid", 42)], "seconds": 130,
                 "overrides": [*GPU_BATCHES, *RESIDENT, *COLD]},
+    # The choices the anchors disagree on, at the GPU budget where the validation/test gap opened (validation N@10
+    # overstated test by 1.5x after 50 epochs with TIGER's hashed user token): one seed per variant, paired tests
+    # from the per-user files.
+    "ablate": {"runs": [("main", 42, "base"), ("main", 42, "no_user_token"), ("main", 42, "no_user_token_dropout0.15")],
+               "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
     "tiny": {"runs": [("main", 0)], "seconds": 4,
              "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
                            "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8", "training.batch_size=16", "training.warmup_steps=2",
                            "eval.num_beams=10", "eval.batch_size=16", "eval.valid_max_users=null",
                            *RESIDENT]},
 }
+# A run's variant: overrides on top of its mode's ("base" = the mode as it is).
+VARIANTS = {"base": [], "no_user_token": ["num_user_tokens=0"],
+            "no_user_token_dropout0.15": ["num_user_tokens=0", "model.dropout_rate=0.15"]}
 PROBE_STEPS = 300  # the probe's optimizer steps: past the first steps' one-off costs (CUDA context, kernel selection)
 DECAY_FRACTION = 0.2  # wsd: the last fifth of a run's steps decays the learning rate to 0
 VALIDATIONS = 5  # validations per run (fixed user sample): the learning curve's points
@@ -111,21 +120,23 @@ def schedule(steps_per_second: float, seconds: float) -> list[str]:
 
 
 def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, steps_per_second: float,
-            use_compile: bool = False) -> dict:
+            use_compile: bool = False, variant: str = "base") -> dict:
     from accelerate.state import AcceleratorState
 
     from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
 
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs: each builds its Accelerator
-    run_dir = work / f"{name}_seed{seed}"  # checkpoints and models stay out of --out (the tool brings back few files)
+    label = f"{name}_seed{seed}" if variant == "base" else f"{name}_{variant}_seed{seed}"
+    run_dir = work / label  # checkpoints and models stay out of --out (the tool brings back few files)
     start = time.perf_counter()
     metrics = train_genrec.main([*train_args(seed, mode, data, tokenizer, run_dir, use_compile),
-                                 *schedule(steps_per_second, MODES[mode]["seconds"])])
+                                 *schedule(steps_per_second, MODES[mode]["seconds"]), *VARIANTS[variant]])
     timings = metrics["timings"]
     if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
-        (out / f"per_user_{name}_seed{seed}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
+        (out / f"per_user_{label}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
     curve = run_dir / "learning_curve.csv"
-    return {"tokenizer": name, "tokenizer_dir": tokenizer, "seed": seed, "test": metrics["test"], "steps": metrics["steps"],
+    return {"tokenizer": name, "variant": variant, "overrides": VARIANTS[variant], "tokenizer_dir": tokenizer, "seed": seed,
+            "test": metrics["test"], "steps": metrics["steps"],
             "examples_seen": metrics["examples_seen"], "early_stopped": metrics["early_stopped"], "best_step": metrics["best_step"],
             "train_seconds": timings["train_seconds"], "examples_per_second": metrics["examples_seen"] / max(timings["train_seconds"], 1e-9),
             "test_users_per_second": timings["test_users"] / max(timings["test_eval_seconds"], 1e-9),
@@ -147,16 +158,19 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     report = {"mode": args.mode, "compile": args.compile, "device": device_description(), "date": time.strftime("%Y-%m-%d %H:%M"),
               "command": " ".join(sys.argv), "runs": []}
-    tokenizers = {name: args.tokenizer if name == "main" else str(Path(args.compare) / name) for name, _ in MODES[args.mode]["runs"]}
+    runs = [(run[0], run[1], run[2] if len(run) > 2 else "base") for run in MODES[args.mode]["runs"]]
+    tokenizers = {name: args.tokenizer if name == "main" else str(Path(args.compare) / name) for name, _, _ in runs}
     report["probe"] = probe(args.mode, args.data, next(iter(tokenizers.values())), Path(args.work), args.compile)
     print("probe:", report["probe"], flush=True)
-    for name, seed in MODES[args.mode]["runs"]:
+    for name, seed, variant in runs:
         report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
-                                      report["probe"]["steps_per_second"], args.compile))
+                                      report["probe"]["steps_per_second"], args.compile, variant))
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
-    for name in dict.fromkeys(r["tokenizer"] for r in report["runs"]):  # mean and std over seeds, per tokenizer
-        runs = [r for r in report["runs"] if r["tokenizer"] == name]
-        report.setdefault("summary", {})[name] = {
+    # mean and std over seeds, per tokenizer (and variant, where not the base)
+    keys = {id(r): r["tokenizer"] if r["variant"] == "base" else f"{r['tokenizer']}/{r['variant']}" for r in report["runs"]}
+    for key in dict.fromkeys(keys.values()):
+        runs = [r for r in report["runs"] if keys[id(r)] == key]
+        report.setdefault("summary", {})[key] = {
             metric: {"mean": statistics.mean(r["test"][metric] for r in runs),
                      "std": statistics.stdev([r["test"][metric] for r in runs]) if len(runs) > 1 else 0.0}
             for metric in ("recall@10", "ndcg@10", "recall@5", "ndcg@5")}

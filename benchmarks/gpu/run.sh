@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine (see prepare.sh): install the carried wheels and genrec itself (no network), then the job.
-#   bash benchmarks/gpu/run.sh full|short [--compile]     -> $OUT/results.json, $OUT/per_user_seed*.json, $OUT/job.log
+#   bash benchmarks/gpu/run.sh full|short|compare|ablate [--compile]  -> $OUT/results.json, $OUT/per_user_*.json, $OUT/job.log
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODE=${1:-full}
