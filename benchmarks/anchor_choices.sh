@@ -20,7 +20,7 @@ OUT=${2:-runs/anchor_choices}
 export OMP_NUM_THREADS=${THREADS:-1}
 COMMON=(tokenizer_dir="$TOK" training.epochs=100 training.max_train_minutes=null training.eval_every_epochs=100
         training.eval_every_steps=null training.checkpoint_every_minutes=5 eval.final_validation=false
-        eval.test_max_users=5000)
+        eval.test_max_users=5000 num_user_tokens=2000)  # the recipe's user token when measured
 mkdir -p "$OUT"
 run_arm() {  # name, overrides...
   local run="$OUT/$1"; shift

@@ -20,7 +20,7 @@ export OMP_NUM_THREADS=${THREADS:-1} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=6
 # (neither changes the objective, only the speed: a resumed run accepts them).
 read -ra EXTRA_ARGS <<< "${EXTRA:-}"
 RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" --resume
-        "${EXTRA_ARGS[@]}")
+        num_user_tokens=2000 "${EXTRA_ARGS[@]}")  # the recipe's user token when measured
 # ARMS: which runs train now (all by default, side by side; CPU seconds keep the curves comparable when they share cores).
 ARMS=" ${ARMS:-plain every_item every_item_dropout0} "
 EVERY=(model.encoder=causal model.train_targets=every_item training.batch_size=64 training.warmup_steps=500

@@ -27,6 +27,10 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     assert saved["summary"] == report["summary"] and set(saved["summary"]["main"]) == {"recall@10", "ndcg@10", "recall@5", "ndcg@5"}
     (run,) = saved["runs"]
     assert run["steps"] > 0 and run["examples_per_second"] > 0 and run["test_users_per_second"] > 0
+    # the tiny mode's one sweep point ran at its own batch size (32; the runs' is 16; an epoch's last batch is smaller)
+    assert list(saved["batch_sweep"]) == [str(b) for b in job.MODES["tiny"]["sweep"]] == ["32"]
+    point = saved["batch_sweep"]["32"]
+    assert point["steps"] == job.SWEEP_STEPS and 16 * point["steps"] < point["examples_seen"] <= 32 * point["steps"]
     probe = saved["probe"]
     assert probe["steps"] == job.PROBE_STEPS or probe["steps"] < job.PROBE_STEPS and probe["steps_per_second"] > 0
     rows = list(csv.DictReader(io.StringIO(run["learning_curve_csv"])))  # validations along the run, decayed at its end
@@ -52,5 +56,5 @@ def test_every_run_of_every_mode_names_a_known_variant():
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
     variants = [run[2] for mode in job.MODES.values() for run in mode["runs"] if len(run) > 2]
-    assert "no_user_token" in variants and set(variants) <= set(job.VARIANTS)
+    assert "user_token" in variants and set(variants) <= set(job.VARIANTS)
     assert all("=" in override for overrides in job.VARIANTS.values() for override in overrides)

@@ -2,21 +2,22 @@
 
     bash benchmarks/gpu/prepare.sh                 # here, with network: wheels + inputs into .gpu/ (ignored)
     # on the GPU machine (the device tool's run, carry [".gpu"]):
-    bash benchmarks/gpu/run.sh full                # or: short (a second try), compare, ablate, tiny (CPU)
+    bash benchmarks/gpu/run.sh long                # or: full, short, compare, ablate, tiny (CPU); see MODES
+    python benchmarks/gpu/report.py OUT --out benchmarks/results/beauty_converged_gpu/<name>   # here, afterwards
 
 For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_full.yaml``: the plain
 TIGER T5, one target per prefix, which beat every-target training at equal recipe on CPU) with GPU-sized batches and
 the trainer's GPU paths (resident batches), then full-catalogue ranking of all test users (20 beams). The run's length
 is set in optimizer steps so that the learning rate can decay at its end (``wsd``: constant, then a cosine decay over
 the last fifth; a decay raised test NDCG@10 by 14% on CPU): a short probe first measures this device's steps per
-second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall-clock cap of 1.5x stays as a guard).
-``full``: the RQ-VAE tokenizer, 3 seeds (the converged-Beauty issue); ``compare``: the RQ-VAE, QuaSID and AdaSID
-tokenizers of the cold-start protocol, one seed each (the tokenizer question, paired tests from the per-user
-files); ``ablate``: one seed each of the recipe, without TIGER's user token, and without it at
-dropout 0.15 (``VARIANTS``). Writes into ``--out``: ``results.json`` (the probe; per run: tokenizer, seed, test metrics, steps, examples
-seen, training time, examples/s, ranking users/s, the validation curve; mean and std over seeds per tokenizer; the
-device, versions and command), ``per_user_<tokenizer>_seed<seed>.json`` and ``job.log``. Files stay few (the device
-tool brings back at most 8).
+second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall-clock cap of GUARD x seconds stays as a guard).
+``long``: one seed as long as a call allows, after a sweep of the steps/s at larger batches; ``full``: 3 seeds;
+``compare``: the RQ-VAE, QuaSID and AdaSID tokenizers of the cold-start protocol, one seed each (paired tests from the
+per-user files); ``ablate``: one seed each of the recipe, with TIGER's user token, and at dropout 0.15 (``VARIANTS``).
+Writes into ``--out``: ``results.json`` (the probe and the sweep; per run: tokenizer, variant, seed, test metrics,
+steps, examples seen, training time, examples/s, ranking users/s, the validation curve; mean and std over seeds per
+tokenizer; the device, versions and command), ``per_user_<label>.json`` (``run_label``) and ``job.log``. Files stay
+few (the device tool brings back at most 8).
 
 ``--mode tiny`` runs the same code on a tiny synthetic dataset on CPU in seconds (``tests/test_gpu_job.py``),
 so the job cannot rot between GPU windows.
@@ -42,30 +43,36 @@ GPU_BATCHES = ["training.batch_size=2048", "training.learning_rate=0.002", "trai
                "eval.batch_size=2048"]
 COLD = ["cold_item_fraction=0.05", "cold_item_seed=0"]  # the comparison's cold-start protocol (benchmarks/cold_start_recipe.sh)
 MODES = {
-    # runs (tokenizer name, seed[, variant]), training seconds per run, overrides. "main" is --tokenizer; other names are folders
-    # of --compare.
-    # 3 x 130 s of training + ~30 s each for data, validations and the test ranking + the probe and the install: ~9 min.
-    "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
-    "short": {"runs": [("main", 42)], "seconds": 190, "overrides": [*GPU_BATCHES, *RESIDENT]},
+    # runs (tokenizer name, seed[, variant]), training seconds per run, overrides; "sweep": batch sizes whose optimizer
+    # steps/s are measured after the probe (throughput only, nothing trained to the end). "main" is --tokenizer; other
+    # names are folders of --compare. A window is 15 minutes of device time, the machine's start included, and a call
+    # at most 10: a mode fits one call (install ~15 s, probe ~30 s, ~15 s per run for data, validations and the test).
+    # The next window: "long" (the recipe as long as a call allows: its validation still rose after 280 s).
+    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, *RESIDENT], "sweep": [4096, 8192]},
+    # Three seeds (the converged-Beauty issue's GPU goal), shorter: 3 x 140 s.
+    "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "seconds": 140, "overrides": [*GPU_BATCHES, *RESIDENT]},
+    "short": {"runs": [("main", 42)], "seconds": 280, "overrides": [*GPU_BATCHES, *RESIDENT]},
     # The tokenizer question (issue 23) at the converged recipe: the cold-start-protocol tokenizers trained here, one seed.
     "compare": {"runs": [("rqvae", 42), ("quasid", 42), ("adasid", 42)], "seconds": 130,
                 "overrides": [*GPU_BATCHES, *RESIDENT, *COLD]},
-    # The choices the anchors disagree on, at the GPU budget where the validation/test gap opened (validation N@10
-    # overstated test by 1.5x after 50 epochs with TIGER's hashed user token): one seed per variant, paired tests
-    # from the per-user files.
-    "ablate": {"runs": [("main", 42, "base"), ("main", 42, "no_user_token"), ("main", 42, "no_user_token_dropout0.15")],
+    # The choices the anchors disagree on, one seed per variant at equal steps, paired tests from the per-user files
+    # (benchmarks/results/beauty_converged_gpu/ablate/ measured it when the recipe still had TIGER's user token).
+    "ablate": {"runs": [("main", 42, "user_token"), ("main", 42), ("main", 42, "dropout0.15")],
                "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
-    "tiny": {"runs": [("main", 0)], "seconds": 4,
+    "tiny": {"runs": [("main", 0)], "seconds": 4, "sweep": [32],
              "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
                            "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8", "training.batch_size=16", "training.warmup_steps=2",
                            "eval.num_beams=10", "eval.batch_size=16", "eval.valid_max_users=null",
                            *RESIDENT]},
 }
-# A run's variant: overrides on top of its mode's ("base" = the mode as it is).
-VARIANTS = {"base": [], "no_user_token": ["num_user_tokens=0"],
-            "no_user_token_dropout0.15": ["num_user_tokens=0", "model.dropout_rate=0.15"]}
+# A run's variant: overrides on top of its mode's ("base" = the recipe as the mode runs it).
+VARIANTS = {"base": [], "user_token": ["num_user_tokens=2000"], "dropout0.15": ["model.dropout_rate=0.15"]}
 PROBE_STEPS = 300  # the probe's optimizer steps: past the first steps' one-off costs (CUDA context, kernel selection)
+SWEEP_STEPS = 100  # a sweep point's steps (the CUDA context is up by then; each new shape still selects its kernels)
 DECAY_FRACTION = 0.2  # wsd: the last fifth of a run's steps decays the learning rate to 0
+# The wall-clock cap of a run, x its seconds: a probe slower than the run (12.5 vs 16-17 steps/s, 2026-12-04) must not
+# make a run outlast its call, which would lose its results.
+GUARD = 1.2
 VALIDATIONS = 5  # validations per run (fixed user sample): the learning curve's points
 # --compile: torch.compile the training forward as well (CUDA graphs through mode "reduce-overhead"); off by default
 # because compiling costs tens of seconds per shape out of a 2-minute run and is not yet measured on a GPU.
@@ -96,8 +103,10 @@ def train_args(seed: int, mode: str, data: str, tokenizer: str, run_dir: Path, u
             *MODES[mode]["overrides"], *(COMPILE if use_compile else [])]
 
 
-def probe(mode: str, data: str, tokenizer: str, work: Path, use_compile: bool = False) -> dict:
-    """This device's optimizer steps per second with the runs' recipe: PROBE_STEPS steps, 64 validation and 64 test users."""
+def probe(mode: str, data: str, tokenizer: str, work: Path, use_compile: bool = False, steps: int = PROBE_STEPS,
+          overrides: tuple[str, ...] = ()) -> dict:
+    """This device's optimizer steps per second with the runs' recipe (and ``overrides``): ``steps`` steps, 64
+    validation and 64 test users."""
     from accelerate.state import AcceleratorState
 
     from genrec.recipes import train_genrec
@@ -105,18 +114,24 @@ def probe(mode: str, data: str, tokenizer: str, work: Path, use_compile: bool = 
     AcceleratorState._reset_state(reset_partial_state=True)
     start = time.perf_counter()
     metrics = train_genrec.main([*train_args(0, mode, data, tokenizer, work / "probe", use_compile),
-                                 f"training.max_steps={PROBE_STEPS}", "training.eval_every_steps=null",
-                                 "eval.valid_max_users=64", "eval.test_max_users=64"])
+                                 f"training.max_steps={steps}", "training.eval_every_steps=null",
+                                 "eval.valid_max_users=64", "eval.test_max_users=64", *overrides])
     seconds = metrics["timings"]["train_seconds"]
-    return {"steps": metrics["steps"], "train_seconds": seconds, "steps_per_second": metrics["steps"] / max(seconds, 1e-9),
-            "wall_seconds": time.perf_counter() - start}
+    return {"steps": metrics["steps"], "examples_seen": metrics["examples_seen"], "train_seconds": seconds,
+            "steps_per_second": metrics["steps"] / max(seconds, 1e-9),
+            "examples_per_second": metrics["examples_seen"] / max(seconds, 1e-9), "wall_seconds": time.perf_counter() - start}
 
 
 def schedule(steps_per_second: float, seconds: float) -> list[str]:
     """A run of ``seconds`` at the probed rate, in optimizer steps: wsd decay over its last DECAY_FRACTION."""
     steps = max(10, int(steps_per_second * seconds))
     return ["training.lr_scheduler=wsd", f"training.max_steps={steps}", f"training.decay_steps={max(1, int(steps * DECAY_FRACTION))}",
-            f"training.eval_every_steps={max(1, steps // VALIDATIONS)}", f"training.max_train_minutes={1.5 * seconds / 60:.3f}"]
+            f"training.eval_every_steps={max(1, steps // VALIDATIONS)}", f"training.max_train_minutes={GUARD * seconds / 60:.3f}"]
+
+
+def run_label(name: str, seed: int, variant: str = "base") -> str:
+    """A run's name in file names: ``per_user_<label>.json`` in --out, ``<label>/`` in --work."""
+    return f"{name}_seed{seed}" if variant == "base" else f"{name}_{variant}_seed{seed}"
 
 
 def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, steps_per_second: float,
@@ -126,7 +141,7 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
     from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
 
     AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs: each builds its Accelerator
-    label = f"{name}_seed{seed}" if variant == "base" else f"{name}_{variant}_seed{seed}"
+    label = run_label(name, seed, variant)
     run_dir = work / label  # checkpoints and models stay out of --out (the tool brings back few files)
     start = time.perf_counter()
     metrics = train_genrec.main([*train_args(seed, mode, data, tokenizer, run_dir, use_compile),
@@ -162,6 +177,11 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizers = {name: args.tokenizer if name == "main" else str(Path(args.compare) / name) for name, _, _ in runs}
     report["probe"] = probe(args.mode, args.data, next(iter(tokenizers.values())), Path(args.work), args.compile)
     print("probe:", report["probe"], flush=True)
+    for batch_size in MODES[args.mode].get("sweep", []):  # throughput at other batch sizes (same learning rate)
+        point = probe(args.mode, args.data, next(iter(tokenizers.values())), Path(args.work), args.compile, SWEEP_STEPS,
+                      (f"training.batch_size={batch_size}",))
+        report.setdefault("batch_sweep", {})[batch_size] = point
+        print(f"batch {batch_size}:", point, flush=True)
     for name, seed, variant in runs:
         report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
                                       report["probe"]["steps_per_second"], args.compile, variant))

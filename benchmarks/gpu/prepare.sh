@@ -7,8 +7,8 @@
 #   .gpu/data/       the Amazon Beauty dataset folder
 #   .gpu/tokenizer/  the RQ-VAE tokenizer trained here (OUT/tokenizer of recipes/beauty_full.sh)
 #   .gpu/compare/    rqvae/, quasid/, adasid/: the cold-start-protocol tokenizers of benchmarks/cold_start_models.sh
-# Then, with the device tool: run(command="bash benchmarks/gpu/run.sh full", carry=[".gpu"], timeout_s=560); in a later
-# window (or if time is left): run.sh compare.
+# Then, with the device tool: run(command="bash benchmarks/gpu/run.sh long", carry=[".gpu"], timeout_s=590) (the
+# modes: benchmarks/gpu/job.py), and here: python benchmarks/gpu/report.py <files_at> --out benchmarks/results/...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${GENREC_DATA_DIR:?set GENREC_DATA_DIR (e.g. ../shared/data)}"

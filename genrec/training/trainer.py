@@ -255,8 +255,10 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
     else:
         loader = DataLoader(train_dataset, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers)
 
+    # On a GPU the small models here are bound by kernel launches, not arithmetic: the fused AdamW updates every
+    # parameter in a few kernels instead of a dozen per parameter group (on CPU it is not faster: the default stays).
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=accelerator.device.type == "cuda" or None)
     steps_per_epoch = math.ceil(len(loader) / max(1, n_proc) / cfg.grad_accum_steps)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup = min(cfg.warmup_steps, total_steps // 2)
@@ -382,6 +384,10 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             loss_sum, loss_count, examples, seconds_before = pos.epoch_loss_sum, pos.epoch_loss_count, pos.epoch_examples, pos.epoch_seconds
         else:
             loss_sum, loss_count, examples, seconds_before = 0.0, 0, 0, 0.0
+        # The training loss is summed on the device and read (loss_sum += _drain(pending_loss)) only where it is
+        # used: a .item() per step would make the host wait for the accelerator every step, serialising the
+        # host's kernel launches with the device's work.
+        pending_loss = torch.zeros((), dtype=torch.float32, device=accelerator.device)
         batches_done = skip
         model.train()
         epoch_start = time.perf_counter()
@@ -400,7 +406,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            loss_sum += out.loss.detach().float().item()
+            pending_loss += out.loss.detach().float()
             loss_count += 1
             examples += batch["input_ids"].shape[0]
             result.examples_seen += batch["input_ids"].shape[0] * n_proc
@@ -409,6 +415,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
                 continue
             result.steps += 1
             if result.steps % cfg.log_every_steps == 0:
+                loss_sum += _drain(pending_loss)
                 bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if cpu_monitor is not None:
                 cpu_monitor.update()
@@ -423,6 +430,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             due = bool(cfg.checkpoint_every_steps and result.steps % cfg.checkpoint_every_steps == 0)
             if (validate_fn is not None and cfg.eval_every_steps and result.steps % cfg.eval_every_steps == 0
                     and batches_done < len(loader)):  # an epoch's last step validates below, after the epoch
+                loss_sum += _drain(pending_loss)
                 validate(epoch, loss_sum / max(1, loss_count))
                 if result.early_stopped:
                     break
@@ -430,6 +438,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             if cfg.checkpoint_every_minutes:
                 due = due or _agree(accelerator, time.perf_counter() - last_checkpoint >= 60 * cfg.checkpoint_every_minutes)
             if due and batches_done < len(loader):
+                loss_sum += _drain(pending_loss)
                 save(epoch, batches_done, (loss_sum, loss_count, examples, seconds_before + time.perf_counter() - epoch_start))
                 last_checkpoint = time.perf_counter()
             elif due:  # the epoch's last batch: saved after validation, as an epoch-end checkpoint
@@ -438,6 +447,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             _set_rng_state(pending_rng)
             pending_rng = None
         epoch_seconds = seconds_before + time.perf_counter() - epoch_start
+        loss_sum += _drain(pending_loss)
         record = {
             "epoch": epoch,
             "steps": result.steps,
@@ -526,6 +536,13 @@ def _write_learning_curve(path: Path, rows: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _drain(pending: torch.Tensor) -> float:
+    """What ``pending`` (a 0-d tensor on the device) has summed since the last read, as a float; it restarts at 0."""
+    value = float(pending.item())
+    pending.zero_()
+    return value
 
 
 def _agree(accelerator: Accelerator, flag: bool) -> bool:
