@@ -6,7 +6,9 @@ import csv
 import importlib.util
 import io
 import json
+import tarfile
 
+import numpy as np
 import pytest
 
 from tests._genrec_tiny import ROOT, make_dataset
@@ -37,7 +39,34 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     assert len(rows) >= 2 and int(rows[-1]["step"]) == run["steps"]
     assert float(rows[-1]["learning_rate"]) < 0.1 * float(rows[0]["learning_rate"])
     assert 0.0 <= run["test"]["ndcg@10"] <= 1.0 and saved["device"]["torch"]
-    assert sorted(p.name for p in out.iterdir()) == ["per_user_main_seed0.json", "results.json"]  # few files come back
+    # few files come back: the run folder (no checkpoints) packed in parts that reassemble into a loadable run
+    assert sorted(p.name for p in out.iterdir()) == ["per_user_main_seed0.json", "results.json", "run_main_seed0.tar.gz.00"]
+    assert run["packed_run"] == ["run_main_seed0.tar.gz.00"]
+    with tarfile.open(out / "run_main_seed0.tar.gz.00") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert "main_seed0/best/model.safetensors" in names and not any("checkpoints" in n for n in names)
+    unpacked = tmp_path / "unpacked" / "main_seed0"
+    assert (unpacked / "best" / "model.safetensors").read_bytes() == (tmp_path / "work" / "main_seed0" / "best" / "model.safetensors").read_bytes()
+
+
+def test_a_packed_run_is_split_into_parts_that_reassemble(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "checkpoints" / "step-1").mkdir(parents=True)
+    (run / "best" / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(5000))  # incompressible
+    (run / "checkpoints" / "step-1" / "state.bin").write_bytes(b"x" * 100)
+    monkeypatch.setattr(job, "PART_BYTES", 1024)
+    (tmp_path / "out").mkdir()
+    parts = job.pack_run(run, tmp_path / "out", "main_seed1")
+    assert len(parts) >= 5 and all(p.stat().st_size <= 1024 for p in parts)
+    whole = b"".join(p.read_bytes() for p in sorted(parts))
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:
+        assert sorted(tar.getnames()) == ["main_seed1", "main_seed1/best", "main_seed1/best/model.safetensors"]
+        assert tar.extractfile("main_seed1/best/model.safetensors").read() == (run / "best" / "model.safetensors").read_bytes()
 
 
 def test_the_schedule_fits_the_probed_rate_and_decays_at_its_end():

@@ -26,10 +26,12 @@ so the job cannot rot between GPU windows.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
 import statistics
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -48,7 +50,10 @@ MODES = {
     # names are folders of --compare. A window is 15 minutes of device time, the machine's start included, and a call
     # at most 10: a mode fits one call (install ~15 s, probe ~30 s, ~15 s per run for data, validations and the test).
     # The next window: "long" (the recipe as long as a call allows: its validation still rose after 280 s).
-    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, *RESIDENT], "sweep": [4096, 8192]},
+    # "keep_model": the run folder (config, best model, curves; no checkpoints) comes back as run_<label>.tar.gz.NN,
+    # so that its model can be evaluated further here (beam widths, fusion with a content ranking) without a GPU.
+    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, *RESIDENT], "sweep": [4096, 8192],
+             "keep_model": True},
     # Three seeds (the converged-Beauty issue's GPU goal), shorter: 3 x 140 s.
     "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "seconds": 140, "overrides": [*GPU_BATCHES, *RESIDENT]},
     "short": {"runs": [("main", 42)], "seconds": 280, "overrides": [*GPU_BATCHES, *RESIDENT]},
@@ -59,7 +64,7 @@ MODES = {
     # (benchmarks/results/beauty_converged_gpu/ablate/ measured it when the recipe still had TIGER's user token).
     "ablate": {"runs": [("main", 42, "user_token"), ("main", 42), ("main", 42, "dropout0.15")],
                "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
-    "tiny": {"runs": [("main", 0)], "seconds": 4, "sweep": [32],
+    "tiny": {"runs": [("main", 0)], "seconds": 4, "sweep": [32], "keep_model": True,
              "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
                            "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8", "training.batch_size=16", "training.warmup_steps=2",
                            "eval.num_beams=10", "eval.batch_size=16", "eval.valid_max_users=null",
@@ -73,6 +78,7 @@ DECAY_FRACTION = 0.2  # wsd: the last fifth of a run's steps decays the learning
 # The wall-clock cap of a run, x its seconds: a probe slower than the run (12.5 vs 16-17 steps/s, 2026-12-04) must not
 # make a run outlast its call, which would lose its results.
 GUARD = 1.2
+PART_BYTES = 15 * 2**20  # the device tool brings back files of at most 16 MiB (a fp32 TIGER-size T5 is ~18 MB)
 VALIDATIONS = 5  # validations per run (fixed user sample): the learning curve's points
 # --compile: torch.compile the training forward as well (CUDA graphs through mode "reduce-overhead"); off by default
 # because compiling costs tens of seconds per shape out of a 2-minute run and is not yet measured on a GPU.
@@ -159,6 +165,26 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
             "learning_curve_csv": curve.read_text() if curve.is_file() else None}
 
 
+def pack_run(run_dir: Path, out: Path, label: str) -> list[Path]:
+    """``run_dir`` without its checkpoints as ``out/run_<label>.tar.gz.00``, ``.01``, ... (parts of at most PART_BYTES).
+
+    Here: ``cat run_<label>.tar.gz.* | tar xz`` gives ``<label>/`` (config.json, best/, ...), which
+    ``recipes/evaluate_genrec.py --run`` reads (its dataset and tokenizer paths are the job's ``.gpu/...``, present
+    here after ``prepare.sh``)."""
+    def no_checkpoints(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if "checkpoints" in Path(info.name).parts[1:2] else info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(run_dir, arcname=label, filter=no_checkpoints)
+    data = buffer.getvalue()
+    parts = []
+    for number, offset in enumerate(range(0, len(data), PART_BYTES)):
+        parts.append(out / f"run_{label}.tar.gz.{number:02d}")
+        parts[-1].write_bytes(data[offset:offset + PART_BYTES])
+    return parts
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=sorted(MODES), default="full")
@@ -185,6 +211,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name, seed, variant in runs:
         report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
                                       report["probe"]["steps_per_second"], args.compile, variant))
+        if MODES[args.mode].get("keep_model"):
+            label = run_label(name, seed, variant)
+            report["runs"][-1]["packed_run"] = [p.name for p in pack_run(Path(args.work) / label, out, label)]
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
     # mean and std over seeds, per tokenizer (and variant, where not the base)
     keys = {id(r): r["tokenizer"] if r["variant"] == "base" else f"{r['tokenizer']}/{r['variant']}" for r in report["runs"]}
