@@ -29,6 +29,9 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     assert saved["summary"] == report["summary"] and set(saved["summary"]["main"]) == {"recall@10", "ndcg@10", "recall@5", "ndcg@5"}
     (run,) = saved["runs"]
     assert run["steps"] > 0 and run["examples_per_second"] > 0 and run["test_users_per_second"] > 0
+    assert saved["probe"]["steps_per_second"] > 0 and saved["probe"]["overall_steps_per_second"] > 0
+    rate = saved["rate_probes"]["eager_fixed_width"]  # measured in a child process, between validations
+    assert rate["steps"] == job.PROBE_STEPS and rate["steps_per_second"] > 0 and "error" not in rate
     # the tiny mode's one sweep point ran at its own batch size (32; the runs' is 16; an epoch's last batch is smaller)
     assert list(saved["batch_sweep"]) == [str(b) for b in job.MODES["tiny"]["sweep"]] == ["32"]
     point = saved["batch_sweep"]["32"]
@@ -87,3 +90,44 @@ def test_every_run_of_every_mode_names_a_known_variant():
     variants = [run[2] for mode in job.MODES.values() for run in mode["runs"] if len(run) > 2]
     assert "user_token" in variants and set(variants) <= set(job.VARIANTS)
     assert all("=" in override for overrides in job.VARIANTS.values() for override in overrides)
+
+
+def test_a_rate_probe_that_outlasts_its_time_is_stopped_and_reported(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    data, tok = make_dataset(tmp_path)
+    result = job.rate_probe("eager_fixed_width", "tiny", str(data), str(tok), tmp_path / "work", timeout=0.5)
+    assert result["error"].startswith("stopped after")
+    assert result["overrides"] == job.RATE_PROBES["eager_fixed_width"]
+
+
+def test_a_given_rate_and_length_replace_the_probe(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    calls = []
+    monkeypatch.setattr(job, "probe", lambda *a, **k: calls.append("probe"))
+    monkeypatch.setattr(job, "run_one", lambda *a: calls.append(a[7:]) or {"tokenizer": "main", "variant": "base", "test": {
+        m: 0.5 for m in ("recall@10", "ndcg@10", "recall@5", "ndcg@5")}})
+    monkeypatch.setattr(job, "pack_run", lambda *a: [])
+    monkeypatch.setattr(job, "device_description", lambda: {})
+    report = job.main(["--mode", "long", "--data", "d", "--tokenizer", "t", "--out", str(tmp_path / "out"),
+                       "--steps-per-second", "40", "--seconds", "300", "--compile"])
+    assert report["probe"] == {"steps_per_second": 40.0, "given": True}
+    assert calls == [(40.0, True, "base", 300.0)]  # no probe; the run at the given rate, length and compile
+
+
+def test_the_speed_mode_measures_rates_and_trains_nothing(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    monkeypatch.setattr(job, "probe", lambda *a, **k: {"steps_per_second": 16.0, "overrides": a[6] if len(a) > 6 else ()})
+    monkeypatch.setattr(job, "rate_probe", lambda name, *a: {"steps_per_second": {"eager_fixed_width": 16.0}.get(name, 40.0)})
+    monkeypatch.setattr(job, "run_one", lambda *a: pytest.fail("the speed mode trains no run"))
+    monkeypatch.setattr(job, "device_description", lambda: {})
+    report = job.main(["--mode", "speed", "--data", "d", "--tokenizer", "t", "--out", str(tmp_path / "out")])
+    assert report["runs"] == [] and report["summary"] == {}
+    assert list(report["batch_sweep"]) == [4096, 8192] and report["batch_sweep"][8192]["overrides"] == ("training.batch_size=8192",)
+    assert report["rate_probes"] == {"eager_fixed_width": {"steps_per_second": 16.0}, "compiled_fixed_width": {"steps_per_second": 40.0}}
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["rate_probes"] == report["rate_probes"]

@@ -11,7 +11,8 @@ the trainer's GPU paths (resident batches), then full-catalogue ranking of all t
 is set in optimizer steps so that the learning rate can decay at its end (``wsd``: constant, then a cosine decay over
 the last fifth; a decay raised test NDCG@10 by 14% on CPU): a short probe first measures this device's steps per
 second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall-clock cap of GUARD x seconds stays as a guard).
-``long``: one seed as long as a call allows, after a sweep of the steps/s at larger batches; ``full``: 3 seeds;
+``long``: one seed as long as a call allows, its run folder brought back; ``speed``: steps/s at larger batches and
+with every batch at one width, eager and compiled (then ``long --compile --steps-per-second R --seconds S``); ``full``: 3 seeds;
 ``compare``: the RQ-VAE, QuaSID and AdaSID tokenizers of the cold-start protocol, one seed each (paired tests from the
 per-user files); ``ablate``: one seed each of the recipe, with TIGER's user token, and at dropout 0.15 (``VARIANTS``).
 Writes into ``--out``: ``results.json`` (the probe and the sweep; per run: tokenizer, variant, seed, test metrics,
@@ -26,10 +27,12 @@ so the job cannot rot between GPU windows.
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tarfile
 import time
@@ -52,8 +55,13 @@ MODES = {
     # The next window: "long" (the recipe as long as a call allows: its validation still rose after 280 s).
     # "keep_model": the run folder (config, best model, curves; no checkpoints) comes back as run_<label>.tar.gz.NN,
     # so that its model can be evaluated further here (beam widths, fusion with a content ranking) without a GPU.
-    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, *RESIDENT], "sweep": [4096, 8192],
-             "keep_model": True},
+    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, *RESIDENT], "keep_model": True},
+    # Where a step's time goes, before a long run (~4-5 min): steps/s at batch 4096 and 8192, and, in child processes
+    # with a time limit, the recipe with every batch padded to one width, eager and compiled (CUDA graphs). If compiling
+    # pays, the next call is `run.sh long --compile --steps-per-second <compiled rate> --seconds <what the window has
+    # left, less ~2 min>` (no probe: a second compile would cost the run its time).
+    "speed": {"runs": [], "seconds": 0, "overrides": [*GPU_BATCHES, *RESIDENT], "sweep": [4096, 8192],
+              "rate_probes": ["eager_fixed_width", "compiled_fixed_width"]},
     # Three seeds (the converged-Beauty issue's GPU goal), shorter: 3 x 140 s.
     "full": {"runs": [("main", 42), ("main", 43), ("main", 44)], "seconds": 140, "overrides": [*GPU_BATCHES, *RESIDENT]},
     "short": {"runs": [("main", 42)], "seconds": 280, "overrides": [*GPU_BATCHES, *RESIDENT]},
@@ -64,7 +72,7 @@ MODES = {
     # (benchmarks/results/beauty_converged_gpu/ablate/ measured it when the recipe still had TIGER's user token).
     "ablate": {"runs": [("main", 42, "user_token"), ("main", 42), ("main", 42, "dropout0.15")],
                "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
-    "tiny": {"runs": [("main", 0)], "seconds": 4, "sweep": [32], "keep_model": True,
+    "tiny": {"runs": [("main", 0)], "seconds": 4, "sweep": [32], "keep_model": True, "rate_probes": ["eager_fixed_width"],
              "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
                            "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8", "training.batch_size=16", "training.warmup_steps=2",
                            "eval.num_beams=10", "eval.batch_size=16", "eval.valid_max_users=null",
@@ -72,7 +80,9 @@ MODES = {
 }
 # A run's variant: overrides on top of its mode's ("base" = the recipe as the mode runs it).
 VARIANTS = {"base": [], "user_token": ["num_user_tokens=2000"], "dropout0.15": ["model.dropout_rate=0.15"]}
-PROBE_STEPS = 300  # the probe's optimizer steps: past the first steps' one-off costs (CUDA context, kernel selection)
+# The probe's optimizer steps; its rate is measured between its validations at steps PROBE_STEPS / 3 and PROBE_STEPS,
+# past the first steps' one-off costs (CUDA context, kernel selection, compiling).
+PROBE_STEPS = 300
 SWEEP_STEPS = 100  # a sweep point's steps (the CUDA context is up by then; each new shape still selects its kernels)
 DECAY_FRACTION = 0.2  # wsd: the last fifth of a run's steps decays the learning rate to 0
 # The wall-clock cap of a run, x its seconds: a probe slower than the run (12.5 vs 16-17 steps/s, 2026-12-04) must not
@@ -80,9 +90,14 @@ DECAY_FRACTION = 0.2  # wsd: the last fifth of a run's steps decays the learning
 GUARD = 1.2
 PART_BYTES = 15 * 2**20  # the device tool brings back files of at most 16 MiB (a fp32 TIGER-size T5 is ~18 MB)
 VALIDATIONS = 5  # validations per run (fixed user sample): the learning curve's points
-# --compile: torch.compile the training forward as well (CUDA graphs through mode "reduce-overhead"); off by default
-# because compiling costs tens of seconds per shape out of a 2-minute run and is not yet measured on a GPU.
-COMPILE = ["training.compile=true", "training.compile_mode=reduce-overhead"]
+# --compile: torch.compile the training forward as well (CUDA graphs through mode "reduce-overhead"), every batch
+# padded to the full width (one shape, and the epoch's last batch: compiling costs tens of seconds per shape; a GPU
+# this small a model leaves launch-bound does not mind the padding). Off by default: "speed" measures it first.
+COMPILE = ["training.compile=true", "training.compile_mode=reduce-overhead", "training.pad_to_multiple_of=1000"]
+# Rate probes (mode "speed"): the recipe with these overrides, in a child process stopped after RATE_PROBE_TIMEOUT s
+# (a compile that hangs or fails must not cost the window its next call).
+RATE_PROBES = {"eager_fixed_width": ["training.pad_to_multiple_of=1000"], "compiled_fixed_width": COMPILE}
+RATE_PROBE_TIMEOUT = 200
 
 
 def device_description() -> dict:
@@ -119,13 +134,49 @@ def probe(mode: str, data: str, tokenizer: str, work: Path, use_compile: bool = 
 
     AcceleratorState._reset_state(reset_partial_state=True)
     start = time.perf_counter()
-    metrics = train_genrec.main([*train_args(0, mode, data, tokenizer, work / "probe", use_compile),
-                                 f"training.max_steps={steps}", "training.eval_every_steps=null",
-                                 "eval.valid_max_users=64", "eval.test_max_users=64", *overrides])
+    run_dir = work / "probe"
+    metrics = train_genrec.main([*train_args(0, mode, data, tokenizer, run_dir, use_compile), *probe_args(steps), *overrides])
     seconds = metrics["timings"]["train_seconds"]
     return {"steps": metrics["steps"], "examples_seen": metrics["examples_seen"], "train_seconds": seconds,
-            "steps_per_second": metrics["steps"] / max(seconds, 1e-9),
+            "steps_per_second": steady_rate(run_dir / "learning_curve.csv", metrics["steps"] / max(seconds, 1e-9)),
+            "overall_steps_per_second": metrics["steps"] / max(seconds, 1e-9),
             "examples_per_second": metrics["examples_seen"] / max(seconds, 1e-9), "wall_seconds": time.perf_counter() - start}
+
+
+def probe_args(steps: int) -> list[str]:
+    return [f"training.max_steps={steps}", f"training.eval_every_steps={max(1, steps // 3)}", "eval.valid_max_users=64",
+            "eval.test_max_users=64"]
+
+
+def steady_rate(curve_csv: Path, fallback: float) -> float:
+    """Steps per second between the first and the last validation of a probe's learning curve (``fallback`` when it
+    has fewer than two): the steps before the first validation carry the one-off costs."""
+    rows = list(csv.DictReader(curve_csv.open())) if curve_csv.is_file() else []
+    if len(rows) < 2 or float(rows[-1]["train_seconds"]) <= float(rows[0]["train_seconds"]):
+        return fallback
+    return (int(rows[-1]["step"]) - int(rows[0]["step"])) / (float(rows[-1]["train_seconds"]) - float(rows[0]["train_seconds"]))
+
+
+def rate_probe(name: str, mode: str, data: str, tokenizer: str, work: Path, timeout: float = RATE_PROBE_TIMEOUT) -> dict:
+    """The recipe's steady steps/s with RATE_PROBES[name], measured in a child process given ``timeout`` seconds."""
+    run_dir = work / f"rate_{name}"
+    command = [sys.executable, "-m", "genrec.recipes.train_genrec",
+               *train_args(0, mode, data, tokenizer, run_dir, False), *probe_args(PROBE_STEPS), *RATE_PROBES[name]]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"overrides": RATE_PROBES[name], "error": f"stopped after {timeout:.0f} s"}
+    if done.returncode != 0:
+        return {"overrides": RATE_PROBES[name], "error": f"exit {done.returncode}: {done.stderr[-1500:]}"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    seconds = metrics["timings"]["train_seconds"]
+    rate = steady_rate(run_dir / "learning_curve.csv", float("nan"))
+    first = next(csv.DictReader((run_dir / "learning_curve.csv").open()))
+    return {"overrides": RATE_PROBES[name], "steps": metrics["steps"], "train_seconds": seconds, "steps_per_second": rate,
+            "overall_steps_per_second": metrics["steps"] / max(seconds, 1e-9),
+            # before the first validation, what the steps at the steady rate do not explain: compiling, warm-up
+            "one_off_seconds": float(first["train_seconds"]) - int(first["step"]) / rate, "wall_seconds": time.perf_counter() - start}
 
 
 def schedule(steps_per_second: float, seconds: float) -> list[str]:
@@ -141,7 +192,7 @@ def run_label(name: str, seed: int, variant: str = "base") -> str:
 
 
 def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, steps_per_second: float,
-            use_compile: bool = False, variant: str = "base") -> dict:
+            use_compile: bool = False, variant: str = "base", seconds: float | None = None) -> dict:
     from accelerate.state import AcceleratorState
 
     from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
@@ -151,7 +202,7 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
     run_dir = work / label  # checkpoints and models stay out of --out (the tool brings back few files)
     start = time.perf_counter()
     metrics = train_genrec.main([*train_args(seed, mode, data, tokenizer, run_dir, use_compile),
-                                 *schedule(steps_per_second, MODES[mode]["seconds"]), *VARIANTS[variant]])
+                                 *schedule(steps_per_second, seconds or MODES[mode]["seconds"]), *VARIANTS[variant]])
     timings = metrics["timings"]
     if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
         (out / f"per_user_{label}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
@@ -194,6 +245,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="results.json and the per-user test files")
     parser.add_argument("--work", default="/tmp/genrec_gpu_runs", help="run folders (checkpoints, models)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (see COMPILE)")
+    parser.add_argument("--steps-per-second", type=float, help="the device's rate for the runs' schedule, measured before "
+                        "(mode speed's rate_probes): no probe")
+    parser.add_argument("--seconds", type=float, help="training seconds per run (default: the mode's)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,25 +255,35 @@ def main(argv: list[str] | None = None) -> dict:
               "command": " ".join(sys.argv), "runs": []}
     runs = [(run[0], run[1], run[2] if len(run) > 2 else "base") for run in MODES[args.mode]["runs"]]
     tokenizers = {name: args.tokenizer if name == "main" else str(Path(args.compare) / name) for name, _, _ in runs}
-    report["probe"] = probe(args.mode, args.data, next(iter(tokenizers.values())), Path(args.work), args.compile)
-    print("probe:", report["probe"], flush=True)
+    probe_tokenizer = next(iter(tokenizers.values()), args.tokenizer)
+    if args.steps_per_second:
+        report["probe"] = {"steps_per_second": args.steps_per_second, "given": True}
+    else:
+        report["probe"] = probe(args.mode, args.data, probe_tokenizer, Path(args.work), args.compile)
+        print("probe:", report["probe"], flush=True)
+    seconds = args.seconds or MODES[args.mode]["seconds"]
     for batch_size in MODES[args.mode].get("sweep", []):  # throughput at other batch sizes (same learning rate)
-        point = probe(args.mode, args.data, next(iter(tokenizers.values())), Path(args.work), args.compile, SWEEP_STEPS,
+        point = probe(args.mode, args.data, probe_tokenizer, Path(args.work), args.compile, SWEEP_STEPS,
                       (f"training.batch_size={batch_size}",))
         report.setdefault("batch_sweep", {})[batch_size] = point
         print(f"batch {batch_size}:", point, flush=True)
+    for name in MODES[args.mode].get("rate_probes", []):
+        report.setdefault("rate_probes", {})[name] = rate_probe(name, args.mode, args.data, probe_tokenizer, Path(args.work))
+        print(f"{name}:", report["rate_probes"][name], flush=True)
+        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     for name, seed, variant in runs:
         report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
-                                      report["probe"]["steps_per_second"], args.compile, variant))
+                                      report["probe"]["steps_per_second"], args.compile, variant, seconds))
         if MODES[args.mode].get("keep_model"):
             label = run_label(name, seed, variant)
             report["runs"][-1]["packed_run"] = [p.name for p in pack_run(Path(args.work) / label, out, label)]
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
     # mean and std over seeds, per tokenizer (and variant, where not the base)
+    report["summary"] = {}
     keys = {id(r): r["tokenizer"] if r["variant"] == "base" else f"{r['tokenizer']}/{r['variant']}" for r in report["runs"]}
     for key in dict.fromkeys(keys.values()):
         runs = [r for r in report["runs"] if keys[id(r)] == key]
-        report.setdefault("summary", {})[key] = {
+        report["summary"][key] = {
             metric: {"mean": statistics.mean(r["test"][metric] for r in runs),
                      "std": statistics.stdev([r["test"][metric] for r in runs]) if len(runs) > 1 else 0.0}
             for metric in ("recall@10", "ndcg@10", "recall@5", "ndcg@5")}
