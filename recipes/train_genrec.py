@@ -7,6 +7,7 @@
     python recipes/train_genrec.py --config ... --resume       # continue a killed run from its last checkpoint
     python recipes/train_genrec.py --config ... --branch-from RUN/checkpoints/step-00006000 output_dir=NEW \
         training.lr_scheduler=wsd training.decay_steps=2000 training.max_steps=8000   # decay a constant run's LR
+    python recipes/train_genrec.py --config ... --init-from OTHER_RUN/best output_dir=NEW   # start from its weights
     accelerate launch --num_processes 2 recipes/train_genrec.py --config ...   # data-parallel (GPUs)
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/train_genrec.py --config ...  # CPU processes
 
@@ -180,6 +181,19 @@ def fixed_sample(ds, max_users: int | None, seed: int | None):
     return ds.select(sorted(np.random.default_rng(seed).choice(len(ds), size=max_users, replace=False).tolist()))
 
 
+def load_weights(model: torch.nn.Module, model_dir: Path) -> None:
+    """``model``'s weights from the model saved in ``model_dir`` (same architecture and shapes), in place."""
+    if (model_dir / "adapter_config.json").is_file():
+        raise ValueError(f"--init-from {model_dir}: a LoRA adapter; --init-from takes a full model")
+    saved = load_model(model_dir).state_dict()
+    own = model.state_dict()
+    if saved.keys() != own.keys() or any(saved[k].shape != own[k].shape for k in own):
+        differing = sorted(set(saved) ^ set(own)) or [k for k in own if saved[k].shape != own[k].shape]
+        raise ValueError(f"--init-from {model_dir}: its model differs from this config's in {len(differing)} tensors "
+                         f"(e.g. {differing[:3]}); give the config it was trained with")
+    model.load_state_dict(saved)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (see recipes/configs/)")
@@ -189,9 +203,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="continue another run's checkpoint (weights, optimizer, step, data position) in output_dir "
                              "with this config's settings, e.g. a learning-rate decay; rerunning the command continues "
                              "the branch from its own newest checkpoint")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL_DIR",
+                        help="start a fresh run from the weights of a saved model of the same shape (a run's best/, or a "
+                             "folder with a checkpoint's model.safetensors and the run's config.json), with a new "
+                             "optimizer and schedule: to continue a run whose checkpoint (optimizer state) stayed behind")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.epochs=3 model.d_model=64")
     add_data_dir_argument(parser)
     args = parser.parse_intermixed_args(argv)
+    if args.init_from is not None and args.branch_from is not None:
+        parser.error("--init-from and --branch-from both say where the weights come from: give one")
     cfg = load_config(GenRecConfig, args.config, data_dir_overrides(args))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -257,6 +277,11 @@ def main(argv: list[str] | None = None) -> dict:
         return evaluate(model, valid_sample, acc, None, "validate").metrics
 
     model = inputs.model
+    init_from = None
+    if args.init_from is not None and not (resume and list_checkpoints(out / "checkpoints")):  # a resumed run has its own
+        init_from = str(args.init_from)
+        load_weights(model, args.init_from)
+        logger.info("initial weights from %s", args.init_from)
     logger.info("model: %.2fM parameters (%.2fM trainable)", sum(p.numel() for p in model.parameters()) / 1e6,
                 sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
     result = train(model, inputs.train_ds, inputs.train_collator, cfg.training, out, validate_fn=validate,
@@ -299,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
         "early_stopped": result.early_stopped,
         "mixed_precision": precision,
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+        "init_from": init_from,
         "timings": timings,
         "num_processes": accelerator.num_processes,
         "skipped_users": len(split.skipped_users),

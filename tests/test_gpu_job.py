@@ -51,6 +51,18 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     assert "main_seed0/best/model.safetensors" in names and not any("checkpoints" in n for n in names)
     unpacked = tmp_path / "unpacked" / "main_seed0"
     assert (unpacked / "best" / "model.safetensors").read_bytes() == (tmp_path / "work" / "main_seed0" / "best" / "model.safetensors").read_bytes()
+    assert (unpacked / "tokenizer" / "sid_table.safetensors").read_bytes() == (tok / "sid_table.safetensors").read_bytes()
+    # and the weights at the start of the decay, which a later window continues from (--init-from)
+    pre = job.pre_decay_step(tmp_path / "work" / "main_seed0")
+    assert 0 < pre < run["steps"] and json.loads((unpacked / "pre_decay" / "trainer_state.json").read_text())["steps"] == pre
+    assert (unpacked / "pre_decay" / "model.safetensors").read_bytes() == (
+        tmp_path / "work" / "main_seed0" / "checkpoints" / f"step-{pre:08d}" / "model.safetensors").read_bytes()
+    continued = job.main(["--mode", "tiny", "--data", str(data), "--tokenizer", str(tok), "--out", str(tmp_path / "out2"),
+                          "--work", str(tmp_path / "work2"), "--init-from", str(unpacked / "pre_decay"),
+                          "--steps-per-second", str(saved["probe"]["steps_per_second"])])
+    (again,) = continued["runs"]
+    assert again["init_from"]["path"] == str(unpacked / "pre_decay") and again["init_from"]["steps"] == pre
+    assert json.loads((tmp_path / "work2" / "main_seed0" / "metrics.json").read_text())["init_from"] == str(unpacked / "pre_decay")
 
 
 def test_a_packed_run_is_split_into_parts_that_reassemble(tmp_path, monkeypatch):
@@ -115,7 +127,7 @@ def test_a_given_rate_and_length_replace_the_probe(tmp_path, monkeypatch):
     report = job.main(["--mode", "long", "--data", "d", "--tokenizer", "t", "--out", str(tmp_path / "out"),
                        "--steps-per-second", "40", "--seconds", "300", "--compile"])
     assert report["probe"] == {"steps_per_second": 40.0, "given": True}
-    assert calls == [(40.0, True, "base", 300.0)]  # no probe; the run at the given rate, length and compile
+    assert calls == [(40.0, True, "base", 300.0, None)]  # no probe; the run at the given rate, length and compile
 
 
 def test_the_speed_mode_measures_rates_and_trains_nothing(tmp_path, monkeypatch):

@@ -336,3 +336,31 @@ def test_a_run_tested_on_the_first_users_writes_their_per_user_metrics(tmp_path)
     assert sum(per_user["recall@10"]) / 5 == pytest.approx(metrics["test"]["recall@10"])
     # The top-1 diagnostics cover the same users; a top-1 hit is a hit at 5 too.
     assert metrics["test_top1"]["top1_users"] == 5 and metrics["test_top1"]["top1_hit_share"] <= metrics["test"]["recall@5"]
+
+
+@pytest.mark.slow
+def test_the_recipe_starts_a_fresh_run_from_another_runs_weights(tmp_path):
+    """``--init-from MODEL_DIR``: a new run whose first weights are the saved model's (at learning rate 1e-30 they stay
+    so: its best model equals the source's), recorded in metrics.json; a model of another shape is refused by name."""
+    from accelerate.state import AcceleratorState
+
+    from genrec.recipes import train_genrec
+
+    data, tok = make_dataset(tmp_path)
+    common = [*TINY_T5, "training.mixed_precision=no", "training.max_steps=3", "eval.final_validation=false"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train_genrec.main(recipe_args(data, tok, tmp_path / "source", *common))
+    source = tmp_path / "source" / "best"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    frozen = train_genrec.main(["--init-from", str(source),
+                                *recipe_args(data, tok, tmp_path / "frozen", *common, "training.learning_rate=1.0e-30",
+                                             "training.seed=7")])
+    assert frozen["init_from"] == str(source)
+    _assert_same_weights(_weights(tmp_path / "frozen" / "best"), _weights(source))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    fresh = train_genrec.main(recipe_args(data, tok, tmp_path / "fresh", *common, "training.learning_rate=1.0e-30", "training.seed=7"))
+    assert fresh["init_from"] is None
+    assert not torch.equal(_weights(tmp_path / "fresh" / "best")["shared.weight"], _weights(source)["shared.weight"])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match=r"--init-from .*differs from this config's"):
+        train_genrec.main(["--init-from", str(source), *recipe_args(data, tok, tmp_path / "other", *common, "model.d_ff=96")])

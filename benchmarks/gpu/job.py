@@ -11,7 +11,8 @@ the trainer's GPU paths (resident batches), then full-catalogue ranking of all t
 is set in optimizer steps so that the learning rate can decay at its end (``wsd``: constant, then a cosine decay over
 the last fifth; a decay raised test NDCG@10 by 14% on CPU): a short probe first measures this device's steps per
 second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall-clock cap of GUARD x seconds stays as a guard).
-``long``: one seed as long as a call allows, its run folder brought back; ``speed``: steps/s at larger batches and
+``long``: one seed as long as a call allows, its run folder brought back (with the weights at the start of its decay:
+a later window continues them with ``--init-from .gpu/continue``, see prepare.sh); ``speed``: steps/s at larger batches and
 with every batch at one width, eager and compiled (then ``long --compile --steps-per-second R --seconds S``); ``full``: 3 seeds;
 ``compare``: the RQ-VAE, QuaSID and AdaSID tokenizers of the cold-start protocol, one seed each (paired tests from the
 per-user files); ``ablate``: one seed each of the recipe, with TIGER's user token, and at dropout 0.15 (``VARIANTS``).
@@ -72,7 +73,8 @@ MODES = {
     # (benchmarks/results/beauty_converged_gpu/ablate/ measured it when the recipe still had TIGER's user token).
     "ablate": {"runs": [("main", 42, "user_token"), ("main", 42), ("main", 42, "dropout0.15")],
                "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
-    "tiny": {"runs": [("main", 0)], "seconds": 4, "sweep": [32], "keep_model": True, "rate_probes": ["eager_fixed_width"],
+    # (its validations, of every user, take longer than its 4 s of steps: a wide guard lets its schedule finish)
+    "tiny": {"runs": [("main", 0)], "seconds": 4, "guard": 10, "sweep": [32], "keep_model": True, "rate_probes": ["eager_fixed_width"],
              "overrides": ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
                            "model.d_kv=16", "model.d_ff=64", "num_user_tokens=8", "training.batch_size=16", "training.warmup_steps=2",
                            "eval.num_beams=10", "eval.batch_size=16", "eval.valid_max_users=null",
@@ -179,11 +181,11 @@ def rate_probe(name: str, mode: str, data: str, tokenizer: str, work: Path, time
             "one_off_seconds": float(first["train_seconds"]) - int(first["step"]) / rate, "wall_seconds": time.perf_counter() - start}
 
 
-def schedule(steps_per_second: float, seconds: float) -> list[str]:
+def schedule(steps_per_second: float, seconds: float, guard: float = GUARD) -> list[str]:
     """A run of ``seconds`` at the probed rate, in optimizer steps: wsd decay over its last DECAY_FRACTION."""
     steps = max(10, int(steps_per_second * seconds))
     return ["training.lr_scheduler=wsd", f"training.max_steps={steps}", f"training.decay_steps={max(1, int(steps * DECAY_FRACTION))}",
-            f"training.eval_every_steps={max(1, steps // VALIDATIONS)}", f"training.max_train_minutes={GUARD * seconds / 60:.3f}"]
+            f"training.eval_every_steps={max(1, steps // VALIDATIONS)}", f"training.max_train_minutes={guard * seconds / 60:.3f}"]
 
 
 def run_label(name: str, seed: int, variant: str = "base") -> str:
@@ -192,7 +194,8 @@ def run_label(name: str, seed: int, variant: str = "base") -> str:
 
 
 def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Path, out: Path, steps_per_second: float,
-            use_compile: bool = False, variant: str = "base", seconds: float | None = None) -> dict:
+            use_compile: bool = False, variant: str = "base", seconds: float | None = None,
+            init_from: Path | None = None) -> dict:
     from accelerate.state import AcceleratorState
 
     from genrec.recipes import train_genrec  # the installed recipe (run.sh installs the package)
@@ -201,8 +204,13 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
     label = run_label(name, seed, variant)
     run_dir = work / label  # checkpoints and models stay out of --out (the tool brings back few files)
     start = time.perf_counter()
-    metrics = train_genrec.main([*train_args(seed, mode, data, tokenizer, run_dir, use_compile),
-                                 *schedule(steps_per_second, seconds or MODES[mode]["seconds"]), *VARIANTS[variant]])
+    plan = schedule(steps_per_second, seconds or MODES[mode]["seconds"], MODES[mode].get("guard", GUARD))
+    if MODES[mode].get("keep_model"):  # a checkpoint at the start of the decay: the weights a later window continues from
+        steps = dict(o.split("=", 1) for o in plan)
+        plan += [f"training.checkpoint_every_steps={int(steps['training.max_steps']) - int(steps['training.decay_steps'])}",
+                 "training.keep_checkpoints=2"]  # that one and the run's last
+    metrics = train_genrec.main([*(["--init-from", str(init_from)] if init_from else []),
+                                 *train_args(seed, mode, data, tokenizer, run_dir, use_compile), *plan, *VARIANTS[variant]])
     timings = metrics["timings"]
     if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
         (out / f"per_user_{label}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
@@ -213,21 +221,57 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
             "train_seconds": timings["train_seconds"], "examples_per_second": metrics["examples_seen"] / max(timings["train_seconds"], 1e-9),
             "test_users_per_second": timings["test_users"] / max(timings["test_eval_seconds"], 1e-9),
             "wall_seconds": time.perf_counter() - start, "mixed_precision": metrics["mixed_precision"],
-            "learning_curve_csv": curve.read_text() if curve.is_file() else None}
+            "learning_curve_csv": curve.read_text() if curve.is_file() else None, "init_from": init_from_record(init_from)}
 
 
-def pack_run(run_dir: Path, out: Path, label: str) -> list[Path]:
-    """``run_dir`` without its checkpoints as ``out/run_<label>.tar.gz.00``, ``.01``, ... (parts of at most PART_BYTES).
+def init_from_record(init_from: Path | None) -> dict | None:
+    """Where a continued run's weights came from, and how far they had been trained (a packed ``pre_decay/``)."""
+    if init_from is None:
+        return None
+    state = init_from / "trainer_state.json"
+    record = {"path": str(init_from)}
+    if state.is_file():
+        saved = json.loads(state.read_text())
+        record.update(steps=saved.get("steps"), examples_seen=saved.get("examples_seen"),
+                      learning_curve=saved.get("learning_curve"))
+    return record
 
-    Here: ``cat run_<label>.tar.gz.* | tar xz`` gives ``<label>/`` (config.json, best/, ...), which
+
+def pre_decay_step(run_dir: Path) -> int | None:
+    """The step at which a wsd run's decay starts (its config's max_steps - decay_steps), if it has one."""
+    config = run_dir / "config.json"
+    training = json.loads(config.read_text())["training"] if config.is_file() else {}
+    if training.get("lr_scheduler") != "wsd" or not training.get("max_steps") or not training.get("decay_steps"):
+        return None
+    return training["max_steps"] - training["decay_steps"]
+
+
+def pack_run(run_dir: Path, out: Path, label: str, tokenizer: Path | None = None) -> list[Path]:
+    """``run_dir`` without its checkpoints as ``out/run_<label>.tar.gz.00``, ``.01``, ... (parts of at most PART_BYTES),
+    and, where the run kept one (``pre_decay_step``), the model of its checkpoint at the start of the learning-rate decay
+    as ``<label>/pre_decay/`` (model.safetensors, the model's config.json, trainer_state.json): the weights a later
+    window continues from (``--init-from``; the optimizer state, three times the model, stays behind), and the SID
+    tokenizer the run was trained on as ``<label>/tokenizer/`` (a continuation must use the same SIDs).
+
+    Here: ``cat run_<label>.tar.gz.* | tar xz`` gives ``<label>/`` (config.json, best/, pre_decay/, ...), which
     ``recipes/evaluate_genrec.py --run`` reads (its dataset and tokenizer paths are the job's ``.gpu/...``, present
     here after ``prepare.sh``)."""
     def no_checkpoints(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         return None if "checkpoints" in Path(info.name).parts[1:2] else info
 
+    pre_decay = run_dir / "checkpoints" / f"step-{pre_decay_step(run_dir):08d}" if pre_decay_step(run_dir) else None
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(run_dir, arcname=label, filter=no_checkpoints)
+        if tokenizer is not None:
+            tar.add(tokenizer, arcname=f"{label}/tokenizer")
+        if pre_decay is not None and (pre_decay / "model.safetensors").is_file():
+            for source, name in ((pre_decay / "model.safetensors", "model.safetensors"),
+                                 (run_dir / "best" / "config.json", "config.json"),
+                                 (run_dir / "best" / "generation_config.json", "generation_config.json"),
+                                 (pre_decay / "trainer_state.json", "trainer_state.json")):
+                if source.is_file():
+                    tar.add(source, arcname=f"{label}/pre_decay/{name}")
     data = buffer.getvalue()
     parts = []
     for number, offset in enumerate(range(0, len(data), PART_BYTES)):
@@ -248,6 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps-per-second", type=float, help="the device's rate for the runs' schedule, measured before "
                         "(mode speed's rate_probes): no probe")
     parser.add_argument("--seconds", type=float, help="training seconds per run (default: the mode's)")
+    parser.add_argument("--init-from", type=Path, help="a model folder the runs start from (a packed run's pre_decay/, "
+                        "carried as .gpu/continue/): a fresh optimizer and schedule on those weights")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,10 +319,10 @@ def main(argv: list[str] | None = None) -> dict:
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     for name, seed, variant in runs:
         report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
-                                      report["probe"]["steps_per_second"], args.compile, variant, seconds))
+                                      report["probe"]["steps_per_second"], args.compile, variant, seconds, args.init_from))
         if MODES[args.mode].get("keep_model"):
             label = run_label(name, seed, variant)
-            report["runs"][-1]["packed_run"] = [p.name for p in pack_run(Path(args.work) / label, out, label)]
+            report["runs"][-1]["packed_run"] = [p.name for p in pack_run(Path(args.work) / label, out, label, Path(tokenizers[name]))]
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
     # mean and std over seeds, per tokenizer (and variant, where not the base)
     report["summary"] = {}
