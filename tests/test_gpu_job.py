@@ -52,6 +52,14 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     unpacked = tmp_path / "unpacked" / "main_seed0"
     assert (unpacked / "best" / "model.safetensors").read_bytes() == (tmp_path / "work" / "main_seed0" / "best" / "model.safetensors").read_bytes()
     assert (unpacked / "tokenizer" / "sid_table.safetensors").read_bytes() == (tok / "sid_table.safetensors").read_bytes()
+    # the report here afterwards: the run and the rate probes, from the job's folder and again from its own copy
+    spec = importlib.util.spec_from_file_location("gpu_report", ROOT / "benchmarks" / "gpu" / "report.py")
+    report_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report_module)
+    text = report_module.main([str(out), "--out", str(tmp_path / "report")])
+    assert "| main_seed0 |" in text and "| eager_fixed_width |" in text and "| batch 32 |" in text
+    assert f"{run['test']['ndcg@10']:.4f}" in text and (tmp_path / "report" / "learning_curve.png").is_file()
+    assert report_module.main([str(tmp_path / "report")]) == text  # per-user files gzipped there: the same report
     # and the weights at the start of the decay, which a later window continues from (--init-from)
     pre = job.pre_decay_step(tmp_path / "work" / "main_seed0")
     assert 0 < pre < run["steps"] and json.loads((unpacked / "pre_decay" / "trainer_state.json").read_text())["steps"] == pre

@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     results = json.loads((args.folder / "results.json").read_text())
     runs = {run_label(r["tokenizer"], r["seed"], r.get("variant", "base")): r for r in results["runs"]}
-    if not runs:
-        raise ValueError(f"{args.folder / 'results.json'}: no finished runs")
-    baseline = args.baseline or next(iter(runs))
-    if baseline not in runs:
+    if not runs and not results.get("rate_probes") and not results.get("batch_sweep"):
+        raise ValueError(f"{args.folder / 'results.json'}: no finished runs and no rate measurements")
+    baseline = args.baseline or next(iter(runs), None)
+    if runs and baseline not in runs:
         raise ValueError(f"--baseline {baseline}: not a run of {args.folder / 'results.json'} ({', '.join(runs)})")
     per_user = {label: read_per_user(args.folder, label) for label in runs}
     curves = {}
@@ -70,15 +70,31 @@ def main(argv: list[str] | None = None) -> str:
     lines = [f"# GPU job `{results['mode']}`, {results['date']}", "",
              f"Device: {device.get('gpu', device.get('cpu_capability'))}; torch {device['torch']}, transformers "
              f"{device['transformers']}; probe {results['probe']['steps_per_second']:.1f} optimizer steps/s. "
-             f"Command: `{results['command']}`. Test: all users of the split; validation: the recipe's fixed sample.", "",
-             "| run | overrides | steps | examples seen | train s | " + " | ".join(f"test {m}" for m in METRICS)
-             + " | last validation ndcg@10 | tested step (best validation) |", "|---" * (7 + len(METRICS)) + "|"]
+             f"Command: `{results['command']}`. Test: all users of the split; validation: the recipe's fixed sample.", ""]
+    rates = {f"batch {size}": point for size, point in results.get("batch_sweep", {}).items()}
+    rates.update(results.get("rate_probes", {}))
+    if rates:  # steady steps/s between a probe's validations; one-off seconds = compiling and warm-up
+        lines += ["| rate probe | steps/s (steady) | steps/s (overall) | examples/s | one-off s | note |", "|---|---|---|---|---|---|",
+                  f"| the recipe (probe) | {results['probe']['steps_per_second']:.1f} | "
+                  f"{results['probe'].get('overall_steps_per_second', float('nan')):.1f} | "
+                  f"{results['probe'].get('examples_per_second', float('nan')):,.0f} | - | |"]
+        for name, point in rates.items():
+            lines.append(f"| {name} | {point.get('steps_per_second', float('nan')):.1f} | "
+                         f"{point.get('overall_steps_per_second', float('nan')):.1f} | {point.get('examples_per_second', float('nan')):,.0f} | "
+                         f"{point.get('one_off_seconds', float('nan')):.0f} | {point.get('error', '')[:200].replace('|', '/')} |")
+        lines.append("")
+    if runs:
+        lines += ["| run | overrides | steps | examples seen | train s | " + " | ".join(f"test {m}" for m in METRICS)
+                  + " | last validation ndcg@10 | tested step (best validation) | continued from |", "|---" * (8 + len(METRICS)) + "|"]
     for label, run in runs.items():
         last = run["learning_curve_csv"].strip().splitlines()[-1].split(",") if run.get("learning_curve_csv") else None
         header = run["learning_curve_csv"].splitlines()[0].split(",") if last else []
         valid = float(last[header.index("ndcg@10")]) if last else float("nan")
+        start = run.get("init_from") or {}
+        since = f"{start['path']} ({start.get('examples_seen') or 0:,} examples)" if start else "-"
         lines.append(f"| {label} | {' '.join(run.get('overrides', [])) or '-'} | {run['steps']:,} | {run['examples_seen']:,} | "
-                     f"{run['train_seconds']:.0f} | " + " | ".join(f"{run['test'][m]:.4f}" for m in METRICS) + f" | {valid:.4f} | {run['best_step']:,} |")
+                     f"{run['train_seconds']:.0f} | " + " | ".join(f"{run['test'][m]:.4f}" for m in METRICS)
+                     + f" | {valid:.4f} | {run['best_step']:,} | {since} |")
     if len(runs) > 1:
         lines += ["", f"Paired bootstrap tests against `{baseline}` (same users, 2,000 resamples):", "",
                   "| run | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]
