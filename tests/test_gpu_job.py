@@ -101,6 +101,10 @@ def test_the_schedule_fits_the_probed_rate_and_decays_at_its_end():
     assert int(overrides["training.decay_steps"]) == int(2500 * job.DECAY_FRACTION)
     assert int(overrides["training.eval_every_steps"]) * job.VALIDATIONS == 2500
     assert float(overrides["training.max_train_minutes"]) > 100 / 60  # a guard, not the budget
+    compiled = dict(o.split("=", 1) for o in job.schedule(steps_per_second=25.0, seconds=100, extra_seconds=job.COMPILE_SECONDS))
+    assert compiled["training.max_steps"] == overrides["training.max_steps"]  # the same steps, more time to compile first
+    assert float(compiled["training.max_train_minutes"]) * 60 == pytest.approx(
+        float(overrides["training.max_train_minutes"]) * 60 + job.COMPILE_SECONDS, abs=0.1)
 
 
 def test_every_run_of_every_mode_names_a_known_variant():
