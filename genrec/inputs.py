@@ -31,6 +31,7 @@ from genrec.data import (
     build_every_target_dataset,
     build_seq2seq_dataset,
     item_texts,
+    without_level_loss,
 )
 from genrec.models.lora import LoRARecConfig
 from genrec.models.registry import CAUSAL_TRAIN_TARGETS, ModelConfig, get_backend
@@ -147,7 +148,7 @@ def prompt_has_eos(model_cfg: ModelConfig) -> bool:
 
 
 def build_inputs(model_cfg: ModelConfig, dataset, split, sid_table, *, num_user_tokens: int, max_history: int,
-                 with_model: bool = True) -> ModelInputs:
+                 with_model: bool = True, dedup_loss: bool = True) -> ModelInputs:
     """Model + datasets + collators for ``model_cfg.type``. Evaluation rows are prompts only for every type.
 
     Args:
@@ -158,6 +159,8 @@ def build_inputs(model_cfg: ModelConfig, dataset, split, sid_table, *, num_user_
         num_user_tokens, max_history: the run's settings.
         with_model: False (evaluating a trained run, whose model is loaded from its folder) leaves
             ``model`` None and, for LoRA, does not load the pretrained checkpoint at all.
+        dedup_loss: False leaves the last SID level (the dedup code) out of the training loss (see
+            ``GenRecConfig.dedup_loss`` in recipes/train_genrec.py).
     """
     kind = model_cfg.type
     backend = get_backend(kind, "model.type")
@@ -180,6 +183,8 @@ def build_inputs(model_cfg: ModelConfig, dataset, split, sid_table, *, num_user_
         train_collator = EveryTargetCollator(pad_id=space.pad_id)
     else:
         train_ds = (build_seq2seq_dataset if seq2seq else build_causal_dataset)(split.train, item_tokens, **common)
+    if not dedup_loss:
+        train_ds = without_level_loss(train_ds, *space.level_ranges[-1])
     eval_collator = Seq2SeqCollator(pad_id=space.pad_id)  # prompt rows; search() left-aligns them for causal models
     return ModelInputs(
         model=model, space=space, text_tokenizer=text_tokenizer, text=text,

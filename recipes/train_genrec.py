@@ -118,6 +118,10 @@ class GenRecConfig(SplitSettings):
     tokenizer_dir: str = "runs/beauty/tokenizer"
     output_dir: str = "runs/beauty/genrec"
     num_user_tokens: int = 2000  # TIGER's hashed user tokens; 0 disables them
+    # False: the last SID level, the dedup code that only tells colliding items apart, carries no training loss (as in
+    # phonism/genrec's TIGER); generation still chooses it, among the colliding items, by the model's untrained
+    # preference. The collision-free levels then get all of the loss.
+    dedup_loss: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -139,11 +143,12 @@ def load_split(cfg: GenRecConfig, dataset) -> SplitData:
 def build_inputs(cfg: GenRecConfig, dataset, split, sid_table: SIDTable, with_model: bool = True) -> ModelInputs:
     """:func:`genrec.inputs.build_inputs` with this recipe's settings (model, user tokens, history cut)."""
     return build_model_inputs(cfg.model, dataset, split, sid_table, num_user_tokens=cfg.num_user_tokens,
-                              max_history=cfg.max_history, with_model=with_model)
+                              max_history=cfg.max_history, with_model=with_model, dedup_loss=cfg.dedup_loss)
 
 
 # What a run is: resuming with another dataset, tokenizer, split or model would continue a different run.
-RUN_KEYS = ("dataset", "tokenizer_dir", "max_history", "cold_item_fraction", "cold_item_seed", "num_user_tokens", "model")
+RUN_KEYS = ("dataset", "tokenizer_dir", "max_history", "cold_item_fraction", "cold_item_seed", "num_user_tokens", "dedup_loss",
+            "model")
 
 
 def check_resumable(saved_config: Path, cfg: GenRecConfig) -> None:

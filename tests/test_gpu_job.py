@@ -112,8 +112,14 @@ def test_every_run_of_every_mode_names_a_known_variant():
     job = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(job)
     variants = [run[2] for mode in job.MODES.values() for run in mode["runs"] if len(run) > 2]
-    assert "user_token" in variants and set(variants) <= set(job.VARIANTS)
-    assert all("=" in override for overrides in job.VARIANTS.values() for override in overrides)
+    assert "no_dedup_loss" in variants and set(variants) <= set(job.VARIANTS)
+    from genrec.recipes import train_genrec
+
+    for name, mode in job.MODES.items():  # every override a GPU window would pass is a setting the recipe reads
+        for overrides in [[], *job.VARIANTS.values(), job.COMPILE, *job.RATE_PROBES.values()]:
+            cfg = train_genrec.load_config(train_genrec.GenRecConfig, ROOT / "recipes/configs/genrec_beauty_full.yaml",
+                                           [*mode["overrides"], *job.COLD, *overrides])
+            assert cfg.training.resident_batches, name
 
 
 def test_a_rate_probe_that_outlasts_its_time_is_stopped_and_reported(tmp_path):

@@ -15,7 +15,7 @@ second with the run's recipe, and each run gets ``seconds x rate`` steps (a wall
 a later window continues them with ``--init-from .gpu/continue``, see prepare.sh); ``speed``: steps/s at larger batches and
 with every batch at one width, eager and compiled (then ``long --compile --steps-per-second R --seconds S``); ``full``: 3 seeds;
 ``compare``: the RQ-VAE, QuaSID and AdaSID tokenizers of the cold-start protocol, one seed each (paired tests from the
-per-user files); ``ablate``: one seed each of the recipe, with TIGER's user token, and at dropout 0.15 (``VARIANTS``).
+per-user files); ``ablate``: one seed each of the recipe and its variants (``VARIANTS``).
 Writes into ``--out``: ``results.json`` (the probe and the sweep; per run: tokenizer, variant, seed, test metrics,
 steps, examples seen, training time, examples/s, ranking users/s, the validation curve; mean and std over seeds per
 tokenizer; the device, versions and command), ``per_user_<label>.json`` (``run_label``) and ``job.log``. Files stay
@@ -69,9 +69,10 @@ MODES = {
     # The tokenizer question (issue 23) at the converged recipe: the cold-start-protocol tokenizers trained here, one seed.
     "compare": {"runs": [("rqvae", 42), ("quasid", 42), ("adasid", 42)], "seconds": 130,
                 "overrides": [*GPU_BATCHES, *RESIDENT, *COLD]},
-    # The choices the anchors disagree on, one seed per variant at equal steps, paired tests from the per-user files
-    # (benchmarks/results/beauty_converged_gpu/ablate/ measured it when the recipe still had TIGER's user token).
-    "ablate": {"runs": [("main", 42, "user_token"), ("main", 42), ("main", 42, "dropout0.15")],
+    # The choices the anchors disagree on, one seed per variant at equal steps, paired tests from the per-user files.
+    # Measured 2026-12-04 (benchmarks/results/beauty_converged_gpu/ablate/): the user token (dropped since) and dropout
+    # 0.15 at lr 0.002 (diverged). Left: the dedup code in the target or not, and dropout 0.15 at GRID's lr 0.001.
+    "ablate": {"runs": [("main", 42), ("main", 42, "no_dedup_loss"), ("main", 42, "dropout0.15_lr0.001")],
                "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
     # (its validations, of every user, take longer than its 4 s of steps: a wide guard lets its schedule finish)
     "tiny": {"runs": [("main", 0)], "seconds": 4, "guard": 10, "sweep": [32], "keep_model": True, "rate_probes": ["eager_fixed_width"],
@@ -81,7 +82,9 @@ MODES = {
                            *RESIDENT]},
 }
 # A run's variant: overrides on top of its mode's ("base" = the recipe as the mode runs it).
-VARIANTS = {"base": [], "user_token": ["num_user_tokens=2000"], "dropout0.15": ["model.dropout_rate=0.15"]}
+VARIANTS = {"base": [], "user_token": ["num_user_tokens=2000"], "dropout0.15": ["model.dropout_rate=0.15"],
+            "no_dedup_loss": ["dedup_loss=false"],
+            "dropout0.15_lr0.001": ["model.dropout_rate=0.15", "training.learning_rate=0.001"]}
 # The probe's optimizer steps; its rate is measured between its validations at steps PROBE_STEPS / 3 and PROBE_STEPS,
 # past the first steps' one-off costs (CUDA context, kernel selection, compiling).
 PROBE_STEPS = 300

@@ -417,3 +417,14 @@ class CausalCollator:
             "position_ids": (attention_mask.cumsum(1) - 1).clamp(min=0),
             **_extra_columns(rows, ("prompt_length", "target", "user_index")),
         }
+
+
+def without_level_loss(dataset: datasets.Dataset, first_token: int, size: int) -> datasets.Dataset:
+    """``dataset`` with every label in the token range ``[first_token, first_token + size)`` (one SID level's tokens)
+    set to IGNORE_INDEX: that level carries no loss. Inputs are unchanged (history items keep all their tokens)."""
+    last = first_token + size
+
+    def mask(batch: dict) -> dict:
+        return {"labels": [[IGNORE_INDEX if first_token <= token < last else token for token in row] for row in batch["labels"]]}
+
+    return dataset.map(mask, batched=True, batch_size=10_000)
