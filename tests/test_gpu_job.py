@@ -67,9 +67,11 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
         tmp_path / "work" / "main_seed0" / "checkpoints" / f"step-{pre:08d}" / "model.safetensors").read_bytes()
     continued = job.main(["--mode", "tiny", "--data", str(data), "--tokenizer", str(tok), "--out", str(tmp_path / "out2"),
                           "--work", str(tmp_path / "work2"), "--init-from", str(unpacked / "pre_decay"),
-                          "--steps-per-second", str(saved["probe"]["steps_per_second"])])
+                          "--steps-per-second", "97.3"])  # 389 steps: validations at 308 and 385 come after the decay's start (312)
     (again,) = continued["runs"]
     assert again["init_from"]["path"] == str(unpacked / "pre_decay") and again["init_from"]["steps"] == pre
+    with tarfile.open(tmp_path / "out2" / "run_main_seed0.tar.gz.00") as tar:  # its own pre-decay weights came back too
+        assert json.loads(tar.extractfile("main_seed0/pre_decay/trainer_state.json").read())["steps"] == 389 - int(389 * job.DECAY_FRACTION)
     assert json.loads((tmp_path / "work2" / "main_seed0" / "metrics.json").read_text())["init_from"] == str(unpacked / "pre_decay")
 
 

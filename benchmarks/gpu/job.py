@@ -215,8 +215,9 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
                     COMPILE_SECONDS if use_compile else 0.0)
     if MODES[mode].get("keep_model"):  # a checkpoint at the start of the decay: the weights a later window continues from
         steps = dict(o.split("=", 1) for o in plan)
+        # With checkpoints on, the trainer also saves one after each validation: keep them all (each ~55 MB there).
         plan += [f"training.checkpoint_every_steps={int(steps['training.max_steps']) - int(steps['training.decay_steps'])}",
-                 "training.keep_checkpoints=2"]  # that one and the run's last
+                 f"training.keep_checkpoints={VALIDATIONS + 3}"]
     metrics = train_genrec.main([*(["--init-from", str(init_from)] if init_from else []),
                                  *train_args(seed, mode, data, tokenizer, run_dir, use_compile), *plan, *VARIANTS[variant]])
     timings = metrics["timings"]
