@@ -11,8 +11,11 @@
 # Arms: base (user token, batch 256, Adam 1e-3 constant: the converged recipe), no_user_token (TIGER's hashed
 # user token dropped: GRID and RQ-VAE-Recommender have none), batch_1024 (4x the batch at the same LR and
 # the same examples, as GRID's large batches; accumulated, see below), dropout_0 (no dropout: TIGER 0.1, GRID 0.15;
-# PERF_NOTES measured dropout at ~25% of a CPU training step). Each finished arm leaves metrics.json and is skipped on a
-# rerun; an unfinished one resumes from its newest checkpoint.
+# PERF_NOTES measured dropout at ~25% of a CPU training step), no_dedup_loss (no user token, and the dedup code left
+# out of the training loss, as phonism/genrec: compare it with no_user_token). Each finished arm leaves metrics.json and
+# is skipped on a rerun; an unfinished one resumes from its newest checkpoint. ARMS="a b" runs only those (e.g. two
+# shells side by side, one arm each); EXTRA="k=v ..." adds settings to every arm (speed only, e.g.
+# EXTRA="training.resident_batches=true training.fast_dropout=true"; arms compared with each other need the same EXTRA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOK=${1:-runs/beauty_full/tokenizer}
@@ -22,10 +25,13 @@ COMMON=(tokenizer_dir="$TOK" training.epochs=100 training.max_train_minutes=null
         training.eval_every_steps=null training.checkpoint_every_minutes=5 eval.final_validation=false
         eval.test_max_users=5000 num_user_tokens=2000)  # the recipe's user token when measured
 mkdir -p "$OUT"
+read -ra EXTRA_ARGS <<< "${EXTRA:-}"
+ARMS=" ${ARMS:-base no_user_token batch_1024 dropout_0 no_dedup_loss} "
 run_arm() {  # name, overrides...
+  [[ $ARMS == *" $1 "* ]] || return 0
   local run="$OUT/$1"; shift
   [ -f "$run/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml --resume \
-      "${COMMON[@]}" output_dir="$run" "$@" 2>&1 | grep -v "it/s\]" >> "$run.log"
+      "${COMMON[@]}" "${EXTRA_ARGS[@]}" output_dir="$run" "$@" 2>&1 | grep -v "it/s\]" >> "$run.log"
 }
 run_arm base training.max_steps=1000 training.warmup_steps=100
 run_arm no_user_token training.max_steps=1000 training.warmup_steps=100 num_user_tokens=0
@@ -33,3 +39,4 @@ run_arm no_user_token training.max_steps=1000 training.warmup_steps=100 num_user
 # (killed by the OOM killer on this 24 GB machine beside a paused run); the optimizer sees the same steps.
 run_arm batch_1024 training.max_steps=250 training.warmup_steps=25 training.batch_size=256 training.grad_accum_steps=4
 run_arm dropout_0 training.max_steps=1000 training.warmup_steps=100 model.dropout_rate=0
+run_arm no_dedup_loss training.max_steps=1000 training.warmup_steps=100 num_user_tokens=0 dedup_loss=false
