@@ -16,11 +16,17 @@ from tests._genrec_tiny import ROOT, make_dataset
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
+def _load_script(name: str):
+    """benchmarks/gpu/<name>.py, a script beside the package (not importable by name)."""
+    spec = importlib.util.spec_from_file_location(f"gpu_{name}", ROOT / "benchmarks" / "gpu" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     data, tok = make_dataset(tmp_path)
     out = tmp_path / "out"
     report = job.main(["--mode", "tiny", "--data", str(data), "--tokenizer", str(tok), "--out", str(out),
@@ -53,9 +59,7 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
     assert (unpacked / "best" / "model.safetensors").read_bytes() == (tmp_path / "work" / "main_seed0" / "best" / "model.safetensors").read_bytes()
     assert (unpacked / "tokenizer" / "sid_table.safetensors").read_bytes() == (tok / "sid_table.safetensors").read_bytes()
     # the report here afterwards: the run and the rate probes, from the job's folder and again from its own copy
-    spec = importlib.util.spec_from_file_location("gpu_report", ROOT / "benchmarks" / "gpu" / "report.py")
-    report_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report_module)
+    report_module = _load_script("report")
     text = report_module.main([str(out), "--out", str(tmp_path / "report")])
     assert "| main_seed0 |" in text and "| eager_fixed_width |" in text and "| batch 32 |" in text
     assert f"{run['test']['ndcg@10']:.4f}" in text and (tmp_path / "report" / "learning_curve.png").is_file()
@@ -76,9 +80,7 @@ def test_the_gpu_job_runs_end_to_end_in_tiny_mode(tmp_path):
 
 
 def test_a_packed_run_is_split_into_parts_that_reassemble(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     run = tmp_path / "run"
     (run / "best").mkdir(parents=True)
     (run / "checkpoints" / "step-1").mkdir(parents=True)
@@ -95,9 +97,7 @@ def test_a_packed_run_is_split_into_parts_that_reassemble(tmp_path, monkeypatch)
 
 
 def test_the_schedule_fits_the_probed_rate_and_decays_at_its_end():
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     overrides = dict(o.split("=", 1) for o in job.schedule(steps_per_second=25.0, seconds=100))
     assert overrides["training.lr_scheduler"] == "wsd" and int(overrides["training.max_steps"]) == 2500
     assert int(overrides["training.decay_steps"]) == int(2500 * job.DECAY_FRACTION)
@@ -110,9 +110,7 @@ def test_the_schedule_fits_the_probed_rate_and_decays_at_its_end():
 
 
 def test_every_run_of_every_mode_names_a_known_variant():
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     variants = [run[2] for mode in job.MODES.values() for run in mode["runs"] if len(run) > 2]
     assert "no_dedup_loss" in variants and set(variants) <= set(job.VARIANTS)
     from genrec.recipes import train_genrec
@@ -125,9 +123,7 @@ def test_every_run_of_every_mode_names_a_known_variant():
 
 
 def test_a_rate_probe_that_outlasts_its_time_is_stopped_and_reported(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     data, tok = make_dataset(tmp_path)
     result = job.rate_probe("eager_fixed_width", "tiny", str(data), str(tok), tmp_path / "work", timeout=0.5)
     assert result["error"].startswith("stopped after")
@@ -135,9 +131,7 @@ def test_a_rate_probe_that_outlasts_its_time_is_stopped_and_reported(tmp_path):
 
 
 def test_a_given_rate_and_length_replace_the_probe(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     calls = []
     monkeypatch.setattr(job, "probe", lambda *a, **k: calls.append("probe"))
     monkeypatch.setattr(job, "run_one", lambda *a: calls.append(a[7:]) or {"tokenizer": "main", "variant": "base", "test": {
@@ -151,9 +145,7 @@ def test_a_given_rate_and_length_replace_the_probe(tmp_path, monkeypatch):
 
 
 def test_the_speed_mode_measures_rates_and_trains_nothing(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_job", ROOT / "benchmarks" / "gpu" / "job.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = _load_script("job")
     monkeypatch.setattr(job, "probe", lambda *a, **k: {"steps_per_second": 16.0, "overrides": a[6] if len(a) > 6 else ()})
     monkeypatch.setattr(job, "rate_probe", lambda name, *a: {"steps_per_second": {"eager_fixed_width": 16.0}.get(name, 40.0)})
     monkeypatch.setattr(job, "run_one", lambda *a: pytest.fail("the speed mode trains no run"))

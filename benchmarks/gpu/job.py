@@ -187,12 +187,19 @@ def rate_probe(name: str, mode: str, data: str, tokenizer: str, work: Path, time
             "one_off_seconds": float(first["train_seconds"]) - int(first["step"]) / rate, "wall_seconds": time.perf_counter() - start}
 
 
-def schedule(steps_per_second: float, seconds: float, guard: float = GUARD, extra_seconds: float = 0.0) -> list[str]:
+def schedule(steps_per_second: float, seconds: float, guard: float = GUARD, extra_seconds: float = 0.0,
+             keep_pre_decay: bool = False) -> list[str]:
     """A run of ``seconds`` at the probed rate, in optimizer steps: wsd decay over its last DECAY_FRACTION; stopped
-    after ``guard x seconds + extra_seconds`` of training whatever the step."""
+    after ``guard x seconds + extra_seconds`` of training whatever the step. ``keep_pre_decay``: a checkpoint at the
+    start of the decay (the weights a later window continues from), kept with all the others (with checkpoints on,
+    the trainer also saves one after each validation; each ~55 MB there)."""
     steps = max(10, int(steps_per_second * seconds))
-    return ["training.lr_scheduler=wsd", f"training.max_steps={steps}", f"training.decay_steps={max(1, int(steps * DECAY_FRACTION))}",
+    decay = max(1, int(steps * DECAY_FRACTION))
+    plan = ["training.lr_scheduler=wsd", f"training.max_steps={steps}", f"training.decay_steps={decay}",
             f"training.eval_every_steps={max(1, steps // VALIDATIONS)}", f"training.max_train_minutes={(guard * seconds + extra_seconds) / 60:.3f}"]
+    if keep_pre_decay:
+        plan += [f"training.checkpoint_every_steps={steps - decay}", f"training.keep_checkpoints={VALIDATIONS + 3}"]
+    return plan
 
 
 def run_label(name: str, seed: int, variant: str = "base") -> str:
@@ -212,12 +219,7 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
     run_dir = work / label  # checkpoints and models stay out of --out (the tool brings back few files)
     start = time.perf_counter()
     plan = schedule(steps_per_second, seconds or MODES[mode]["seconds"], MODES[mode].get("guard", GUARD),
-                    COMPILE_SECONDS if use_compile else 0.0)
-    if MODES[mode].get("keep_model"):  # a checkpoint at the start of the decay: the weights a later window continues from
-        steps = dict(o.split("=", 1) for o in plan)
-        # With checkpoints on, the trainer also saves one after each validation: keep them all (each ~55 MB there).
-        plan += [f"training.checkpoint_every_steps={int(steps['training.max_steps']) - int(steps['training.decay_steps'])}",
-                 f"training.keep_checkpoints={VALIDATIONS + 3}"]
+                    COMPILE_SECONDS if use_compile else 0.0, keep_pre_decay=MODES[mode].get("keep_model", False))
     metrics = train_genrec.main([*(["--init-from", str(init_from)] if init_from else []),
                                  *train_args(seed, mode, data, tokenizer, run_dir, use_compile), *plan, *VARIANTS[variant]])
     timings = metrics["timings"]
