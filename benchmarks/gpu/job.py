@@ -39,6 +39,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from genrec.tokenizer.io import atomic_write_bytes, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[2]
 # The GPU paths of the trainer: the collated training set resident on the device (batches gathered by index, no
 # per-batch Python collation), widths rounded to multiples of 8 tokens (few shapes: what --compile needs).
@@ -224,7 +226,7 @@ def run_one(name: str, seed: int, mode: str, data: str, tokenizer: str, work: Pa
                                  *train_args(seed, mode, data, tokenizer, run_dir, use_compile), *plan, *VARIANTS[variant]])
     timings = metrics["timings"]
     if (run_dir / "per_user_test.json").is_file():  # for paired tests against other runs
-        (out / f"per_user_{label}.json").write_bytes((run_dir / "per_user_test.json").read_bytes())
+        atomic_write_bytes(out / f"per_user_{label}.json", (run_dir / "per_user_test.json").read_bytes(), mode=0o644)
     curve = run_dir / "learning_curve.csv"
     return {"tokenizer": name, "variant": variant, "overrides": VARIANTS[variant], "tokenizer_dir": tokenizer, "seed": seed,
             "test": metrics["test"], "steps": metrics["steps"],
@@ -287,8 +289,13 @@ def pack_run(run_dir: Path, out: Path, label: str, tokenizer: Path | None = None
     parts = []
     for number, offset in enumerate(range(0, len(data), PART_BYTES)):
         parts.append(out / f"run_{label}.tar.gz.{number:02d}")
-        parts[-1].write_bytes(data[offset:offset + PART_BYTES])
+        atomic_write_bytes(parts[-1], data[offset:offset + PART_BYTES], mode=0o644)
     return parts
+
+
+def save_report(out: Path, report: dict) -> None:
+    """``out/results.json``, written atomically (a call cut off mid-write leaves the previous version)."""
+    atomic_write_text(out / "results.json", json.dumps(report, indent=2) + "\n", mode=0o644)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -327,14 +334,14 @@ def main(argv: list[str] | None = None) -> dict:
     for name in MODES[args.mode].get("rate_probes", []):
         report.setdefault("rate_probes", {})[name] = rate_probe(name, args.mode, args.data, probe_tokenizer, Path(args.work))
         print(f"{name}:", report["rate_probes"][name], flush=True)
-        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+        save_report(out, report)
     for name, seed, variant in runs:
         report["runs"].append(run_one(name, seed, args.mode, args.data, tokenizers[name], Path(args.work), out,
                                       report["probe"]["steps_per_second"], args.compile, variant, seconds, args.init_from))
         if MODES[args.mode].get("keep_model"):
             label = run_label(name, seed, variant)
             report["runs"][-1]["packed_run"] = [p.name for p in pack_run(Path(args.work) / label, out, label, Path(tokenizers[name]))]
-        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
+        save_report(out, report)  # partial results survive a timeout
     # mean and std over seeds, per tokenizer (and variant, where not the base)
     report["summary"] = {}
     keys = {id(r): r["tokenizer"] if r["variant"] == "base" else f"{r['tokenizer']}/{r['variant']}" for r in report["runs"]}
@@ -344,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
             metric: {"mean": statistics.mean(r["test"][metric] for r in runs),
                      "std": statistics.stdev([r["test"][metric] for r in runs]) if len(runs) > 1 else 0.0}
             for metric in ("recall@10", "ndcg@10", "recall@5", "ndcg@5")}
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_report(out, report)
     print(json.dumps(report["summary"], indent=2))
     return report
 

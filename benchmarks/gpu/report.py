@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from genrec.eval.report import format_p_bootstrap, paired_test, plot_learning_curve
+from genrec.tokenizer.io import atomic_write_bytes, atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from job import run_label  # noqa: E402  (job.py is a script beside this one, not a package module)
@@ -57,12 +58,11 @@ def main(argv: list[str] | None = None) -> str:
     for label, run in runs.items():
         if run.get("learning_curve_csv"):
             curves[label] = out / f"learning_curve_{label}.csv"
-            curves[label].write_text(run["learning_curve_csv"])
+            atomic_write_text(curves[label], run["learning_curve_csv"], mode=0o644)
         if out != args.folder or not (args.folder / f"per_user_{label}.json.gz").is_file():
-            with gzip.open(out / f"per_user_{label}.json.gz", "wt") as f:
-                json.dump(per_user[label], f)
+            atomic_write_bytes(out / f"per_user_{label}.json.gz", gzip.compress(json.dumps(per_user[label]).encode()), mode=0o644)
     if out != args.folder:
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n", mode=0o644)
     if curves:
         plot_learning_curve(curves, out / "learning_curve.png", x="examples_seen")
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> str:
             lines.append(f"| {label} | {metric} | {test['mean_diff']:+.4f} | {test['ci_low']:+.4f} to {test['ci_high']:+.4f} | "
                          f"{format_p_bootstrap(test['p_bootstrap'])} |")
     text = "\n".join(lines) + "\n"
-    (out / "report.md").write_text(text)
+    atomic_write_text(out / "report.md", text, mode=0o644)
     print(text)
     return text
 
