@@ -1,4 +1,5 @@
-"""What a TIGER-size T5 training step costs on CPU with torch's dropout, genrec's fast dropout, and torch.compile.
+"""What a TIGER-size T5 training step costs on CPU with torch's dropout, genrec's fast dropout, torch.compile, and an
+encoder over one position per history item.
 
     GENREC_DATA_DIR=../shared/data python benchmarks/bench_cpu_training_step.py [--variants eager,fast_dropout,compiled]
     GENREC_DATA_DIR=../shared/data python benchmarks/bench_cpu_training_step.py --profile   # where an eager step's time goes
@@ -9,7 +10,8 @@ autocast, AdamW, one thread. ``eager``: the model as is; ``fast_dropout``: every
 :func:`genrec.training.fast_dropout.use_fast_dropout`; ``compiled``: ``torch.compile`` (inductor). The compiled copy
 first compiles every shape (``--warmup`` batches, timed separately); then all copies alternate batch by batch and
 their CPU seconds (``time.process_time``) are summed, with each copy's mean loss over the last 10 steps (the copies
-draw different dropout masks, so losses agree only statistically). Writes ``--out`` (JSON). ``--profile``
+draw different dropout masks, so losses agree only statistically). ``item_pooled``: the same weights in
+:class:`genrec.models.t5.ItemPooledT5` (``model.encoder=item_pooled``), a different model, so its losses differ. Writes ``--out`` (JSON). ``--profile``
 instead runs ``torch.profiler`` over 8 eager steps (after 2 warm-up steps) and prints the ops by self CPU time.
 """
 
@@ -20,6 +22,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,12 +30,13 @@ import torch
 from genrec.data import leave_one_out_split, load_dataset
 from genrec.inputs import build_inputs
 from genrec.models.registry import ModelConfig
+from genrec.models.t5 import build_t5
 from genrec.tokenizer import SIDTable
 from genrec.training import LengthBucketBatchSampler
 from genrec.training.fast_dropout import use_fast_dropout
 from genrec.training.resident import ResidentBatches
 
-VARIANTS = ("eager", "fast_dropout", "compiled")
+VARIANTS = ("eager", "fast_dropout", "compiled", "item_pooled")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=12, help="batches that warm every copy up (and compile its shapes)")
     parser.add_argument("--steps", type=int, default=40, help="timed batches")
     parser.add_argument("--out", default="benchmarks/results/cpu_training_step.json")
+    parser.add_argument("--num-user-tokens", type=int, default=2000, help="the recipe's user tokens when first measured")
     parser.add_argument("--profile", action="store_true", help="profile 8 eager steps instead (prints a table, writes nothing)")
     args = parser.parse_args(argv)
     if args.profile:
@@ -53,11 +58,15 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = load_dataset("amazon_beauty", None)
     split = leave_one_out_split(dataset, max_history=20)
     cfg = ModelConfig(type="t5", d_model=128, num_layers=4, num_decoder_layers=4, num_heads=6, d_kv=64, d_ff=1024, dropout_rate=0.1)
-    inputs = build_inputs(cfg, dataset, split, SIDTable.load(args.tokenizer), num_user_tokens=2000, max_history=20)
+    inputs = build_inputs(cfg, dataset, split, SIDTable.load(args.tokenizer), num_user_tokens=args.num_user_tokens,
+                          max_history=20)
     resident = ResidentBatches(inputs.train_ds, inputs.train_collator, pad_to_multiple_of=8)
     sampler = LengthBucketBatchSampler(inputs.train_ds["length"], 256, seed=0)
     batches = [resident.collate(b) for _, b in zip(range(args.warmup + args.steps), sampler, strict=False)]
-    models = {name: copy.deepcopy(inputs.model) for name in variants}
+    models = {name: copy.deepcopy(inputs.model) for name in variants if name != "item_pooled"}
+    if "item_pooled" in variants:
+        models["item_pooled"] = build_t5(inputs.space, replace(cfg, encoder="item_pooled").t5())
+        models["item_pooled"].load_state_dict(inputs.model.state_dict())
     forwards = dict(models)
     if "fast_dropout" in models:
         use_fast_dropout(models["fast_dropout"])

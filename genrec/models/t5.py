@@ -11,6 +11,12 @@ later items, so one forward pass over a user's window trains every item of it as
 (``train_targets="every_item"``: :meth:`CausalEncoderT5.forward` with ``target_starts``), each
 exactly as its own prefix example would be trained, and the last target is the inference
 computation for the whole window. Inference, beam search and bundles use it like any T5.
+
+``T5RecConfig.encoder="item_pooled"`` builds :class:`ItemPooledT5`: the same prompts (token rows, right-padded), but
+its encoder reads one position per history item, the sum of the item's ``D`` SID token embeddings (a user token and
+the eos stay positions of their own), so the encoder's self-attention and feed-forward layers run on ``D`` times fewer
+positions: the prefix examples of a history re-encode it for every target, and the encoder is most of a training
+step's cost. Its states are repeated back to token positions, so callers (training, beam search) see a T5.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from genrec.config import check_positive, require
 from genrec.tokenizer.hub import check_loadable_folder
 from genrec.vocab import EOS_ID, PAD_ID, TokenSpace
 
-ENCODERS = ("bidirectional", "causal")
+ENCODERS = ("bidirectional", "causal", "item_pooled")
 T5_TRAIN_TARGETS = ("last", "every_item")
 
 
@@ -35,7 +41,8 @@ T5_TRAIN_TARGETS = ("last", "every_item")
 class T5RecConfig:
     """Model size; defaults are TIGER's (4.6M parameters with a 3x256+dedup vocabulary).
 
-    ``encoder``: "bidirectional" (TIGER) or "causal" (:class:`CausalEncoderT5`; prompts without eos).
+    ``encoder``: "bidirectional" (TIGER), "causal" (:class:`CausalEncoderT5`; prompts without eos) or "item_pooled"
+    (:class:`ItemPooledT5`: a bidirectional encoder over one position per history item).
     ``train_targets``: "last" (one target per prefix example) or "every_item" (every item of a history
     window in one pass; needs ``encoder="causal"``).
     """
@@ -153,16 +160,88 @@ class CausalEncoderT5(T5ForConditionalGeneration):
         return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoder_states)
 
 
+class ItemPooledT5Config(T5Config):
+    """A :class:`~transformers.T5Config` for :class:`ItemPooledT5`: ``genrec_item_depth`` SID tokens per item, after
+    ``genrec_item_offset`` leading single-token positions (1 with a user token, else 0)."""
+
+    model_type = "genrec_item_pooled_t5"
+
+    def __init__(self, genrec_item_depth: int = 4, genrec_item_offset: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.genrec_item_depth = int(genrec_item_depth)
+        self.genrec_item_offset = int(genrec_item_offset)
+
+
+class ItemPooledT5Stack(T5Stack):
+    """T5's encoder stack over one position per history item (see :class:`ItemPooledT5`).
+
+    Input ``(B, S)`` token rows, right-padded: ``offset`` single-token positions, then items of ``D`` tokens, then eos.
+    The stack runs on ``(B, offset + ceil((S - offset) / D))`` positions, each item the sum of its token embeddings
+    (padding contributes nothing; a block holding only eos is eos), and returns ``(B, S, d_model)`` with each item's
+    state at its ``D`` token positions. Per-layer ``hidden_states``/``attentions``, when asked for, are item-level.
+    """
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+        embeds = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = embeds.shape[:2]
+        mask = (torch.ones((batch, length), dtype=torch.long, device=embeds.device) if attention_mask is None
+                else attention_mask.long())
+        if mask.dim() != 2:
+            raise ValueError(f"ItemPooledT5 needs a (B, S) padding mask, got shape {tuple(mask.shape)}")
+        # Item blocks are counted from the row's start. Checked on CPU only: on a GPU it would wait for the device.
+        if mask.device.type == "cpu" and bool((mask[:, 1:] > mask[:, :-1]).any()):
+            raise ValueError("ItemPooledT5 needs right-padded inputs (a padding mask of ones, then zeros)")
+        depth, offset = self.config.genrec_item_depth, self.config.genrec_item_offset
+        blocks = -(-(length - offset) // depth)
+        spill = blocks * depth - (length - offset)
+        body = torch.nn.functional.pad(embeds[:, offset:] * mask[:, offset:, None].to(embeds.dtype), (0, 0, 0, spill))
+        body_mask = torch.nn.functional.pad(mask[:, offset:], (0, spill))
+        pooled = torch.cat([embeds[:, :offset], body.view(batch, blocks, depth, -1).sum(2)], dim=1)
+        pooled_mask = torch.cat([mask[:, :offset], body_mask.view(batch, blocks, depth).amax(2)], dim=1)
+        out = super().forward(inputs_embeds=pooled, attention_mask=pooled_mask, **kwargs)
+        states = out[0]
+        states = torch.cat([states[:, :offset], states[:, offset:].repeat_interleave(depth, dim=1)[:, :length - offset]], 1)
+        if isinstance(out, tuple):
+            return (states, *out[1:])
+        out.last_hidden_state = states
+        return out
+
+
+class ItemPooledT5(T5ForConditionalGeneration):
+    """TIGER's T5 whose encoder runs on one position per history item (:class:`ItemPooledT5Stack`).
+
+    Prompts, targets, the decoder and decoding are a T5's: only the encoder's positions change (``D`` + eos per item
+    become one, T5's relative positions count items). The decoder's cross-attention sees each item state at its ``D``
+    token positions.
+    """
+
+    config_class = ItemPooledT5Config
+
+    def __init__(self, config: ItemPooledT5Config):
+        super().__init__(config)
+        encoder = ItemPooledT5Stack(self.encoder.config)
+        encoder.load_state_dict(self.encoder.state_dict())
+        self.encoder = encoder
+        self.encoder.set_input_embeddings(self.shared)
+
+
 AutoConfig.register(CausalEncoderT5Config.model_type, CausalEncoderT5Config)
 AutoModelForSeq2SeqLM.register(CausalEncoderT5Config, CausalEncoderT5)
+AutoConfig.register(ItemPooledT5Config.model_type, ItemPooledT5Config)
+AutoModelForSeq2SeqLM.register(ItemPooledT5Config, ItemPooledT5)
+# The model class of each encoder kind (its config class is the class's config_class).
+T5_CLASSES = {"bidirectional": T5ForConditionalGeneration, "causal": CausalEncoderT5, "item_pooled": ItemPooledT5}
 
 
 def build_t5(vocab: TokenSpace, cfg: T5RecConfig | None = None) -> T5ForConditionalGeneration:
-    """A randomly initialised T5 (or :class:`CausalEncoderT5`) whose vocabulary is exactly ``vocab``."""
+    """A randomly initialised T5 (:class:`CausalEncoderT5`, :class:`ItemPooledT5` by ``cfg.encoder``) whose vocabulary
+    is exactly ``vocab``."""
     cfg = cfg or T5RecConfig()
     size = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("encoder", "train_targets")}
-    causal = cfg.encoder == "causal"
-    config = (CausalEncoderT5Config if causal else T5Config)(
+    if cfg.encoder == "item_pooled":
+        size.update(genrec_item_depth=len(vocab.codebook_sizes), genrec_item_offset=1 if vocab.num_user_tokens else 0)
+    cls = T5_CLASSES[cfg.encoder]
+    config = cls.config_class(
         vocab_size=vocab.size,
         pad_token_id=PAD_ID,
         eos_token_id=EOS_ID,
@@ -170,7 +249,7 @@ def build_t5(vocab: TokenSpace, cfg: T5RecConfig | None = None) -> T5ForConditio
         tie_word_embeddings=True,
         **size,
     )
-    return (CausalEncoderT5 if causal else T5ForConditionalGeneration)(config)
+    return cls(config)
 
 
 def prompt_eos_id(model_config, eos_id: int) -> int | None:
@@ -182,11 +261,13 @@ def prompt_eos_id(model_config, eos_id: int) -> int | None:
 
 
 def load_t5(folder: str | Path) -> T5ForConditionalGeneration:
-    """A saved T5 recommender of either encoder kind (safetensors only; a folder with code is refused)."""
+    """A saved T5 recommender of any encoder kind (safetensors only; a folder with code is refused)."""
     check_loadable_folder(folder)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    cls = CausalEncoderT5 if isinstance(config, CausalEncoderT5Config) else T5ForConditionalGeneration
+    cls = next((c for c in T5_CLASSES.values() if c is not T5ForConditionalGeneration and isinstance(config, c.config_class)),
+               T5ForConditionalGeneration)
     return cls.from_pretrained(folder, use_safetensors=True)
 
 
-__all__ = ["CausalEncoderT5", "CausalEncoderT5Config", "T5RecConfig", "build_t5", "load_t5", "prompt_eos_id"]
+__all__ = ["CausalEncoderT5", "CausalEncoderT5Config", "ItemPooledT5", "ItemPooledT5Config", "T5RecConfig", "build_t5",
+           "load_t5", "prompt_eos_id"]
