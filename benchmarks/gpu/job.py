@@ -58,7 +58,10 @@ MODES = {
     # The next window: "long" (the recipe as long as a call allows: its validation still rose after 280 s).
     # "keep_model": the run folder (config, best model, curves; no checkpoints) comes back as run_<label>.tar.gz.NN,
     # so that its model can be evaluated further here (beam widths, fusion with a content ranking) without a GPU.
-    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, *RESIDENT], "keep_model": True},
+    # Batch 4096 (the later override wins): at a launch-bound 16-17 steps/s twice batch 2048's examples per second, GRID's
+    # ~8k-sequence steps halfway; the learning rate stays 2048's 0.002 (0.15 dropout diverged there; GRID: 1e-3 at ~8k).
+    "long": {"runs": [("main", 42)], "seconds": 450, "overrides": [*GPU_BATCHES, "training.batch_size=4096", *RESIDENT],
+             "keep_model": True},
     # Where a step's time goes, before a long run (~4-5 min): steps/s at batch 4096 and 8192, and, in child processes
     # with a time limit, the recipe with every batch padded to one width, eager and compiled (CUDA graphs). If compiling
     # pays, the next call is `run.sh long --compile --steps-per-second <compiled rate> --seconds <what the call may
