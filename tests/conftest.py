@@ -104,6 +104,7 @@ def recipe_runs(tmp_path_factory):
         "causal": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL]),
         "causal_noeos": ("genrec_beauty_causal.yaml", [*TINY_CAUSAL, "model.causal.prompt_eos=false"]),
         "t5_every": ("genrec_beauty.yaml", [*TINY_T5_ARGS, "model.encoder=causal", "model.train_targets=every_item"]),
+        "t5_pooled": ("genrec_beauty.yaml", [*TINY_T5_ARGS, "model.encoder=item_pooled"]),
         "lora_llama": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 'llama', 'llama')}", "model.lora.r=4",
                                                    "model.lora.prompt=the next item is"]),
         "lora_t5": ("genrec_beauty_lora.yaml", [f"model.lora.pretrained={tiny_pretrained(root / 't5', 't5')}", "model.lora.r=4"]),

@@ -588,7 +588,7 @@ def _test_requests(split) -> tuple[list[list[str]], list[str], list[int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["causal", "causal_noeos", "t5_every", "lora_llama", "lora_t5", "lora_t5_full"])
+@pytest.mark.parametrize("name", ["causal", "causal_noeos", "t5_every", "t5_pooled", "lora_llama", "lora_t5", "lora_t5_full"])
 def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, name):
     """from_pretrained(run) == the recipe's evaluation ranking (items); its bundle == the run (items, allclose scores)."""
     from genrec.recipes import evaluate_genrec
@@ -602,7 +602,7 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
     rec = GenerativeRecommender.from_pretrained(run, device="cpu")
     lora = name.startswith("lora")
     base = name.split("_")[1] if lora else None  # the tiny pretrained checkpoint: llama | t5
-    t5 = name.startswith("t5")  # a causal-encoder T5 trained on every item (prompts without eos)
+    t5 = name.startswith("t5")  # a causal-encoder T5 trained on every item (prompts without eos), an item-pooled T5
     assert rec.model_type == ("lora" if lora else "t5" if t5 else "causal")
     if name.startswith("causal"):  # prompts end with </s> unless the run set model.causal.prompt_eos=false
         assert (loaded.inputs.test_ds[0]["input_ids"][-1] == rec.space.eos_id) == (name == "causal")
