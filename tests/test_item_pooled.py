@@ -3,24 +3,18 @@
 The claims: the encoder stack runs on ``offset + ceil((S - offset) / D)`` positions, each item's position is the sum
 of its SID token embeddings (a user token and the eos keep positions of their own, padding adds nothing), every token
 of an item gets its item's state, right-padding and batching change nothing, left-padding is refused, and the model
-trains through the recipe, decodes real items and reloads as itself.
+trains through the recipe, decodes real items and reloads as itself (the ``t5_pooled`` run of
+``tests/test_pipeline.py::test_run_and_its_bundle_recommend_the_recipe_ranking``).
 """
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 from transformers.models.t5.modeling_t5 import T5Stack
 
-from genrec.data import Seq2SeqCollator, build_seq2seq_dataset, leave_one_out_split, load_dataset
-from genrec.models import load_model
-from genrec.models.t5 import ItemPooledT5, T5RecConfig, build_t5
-from genrec.runs import open_run
-from genrec.tokenizer import SIDTable
+from genrec.models.t5 import T5RecConfig, build_t5
 from genrec.vocab import SIDVocab
-from tests._genrec_tiny import ROOT, TINY_T5, make_dataset, recipe_args
 
 pytestmark = pytest.mark.usefixtures("single_thread", "fresh_accelerator_state")
 
@@ -117,30 +111,3 @@ def test_the_encoder_kind_is_checked():
         T5RecConfig(encoder="pooled")
     with pytest.raises(ValueError, match="needs model.encoder=causal"):
         T5RecConfig(encoder="item_pooled", train_targets="every_item")
-
-
-@pytest.mark.slow
-def test_recipe_trains_item_pooled_decodes_real_items_and_reloads(tmp_path):
-    from genrec.decoding import PrefixTrie
-    from genrec.eval.evaluate import evaluate_generative
-    from genrec.recipes import train_genrec
-
-    data, tok = make_dataset(tmp_path)
-    out = tmp_path / "run"
-    metrics = train_genrec.main(["--config", str(ROOT / "recipes/configs/genrec_beauty.yaml"),
-                                 *recipe_args(data, tok, out, *TINY_T5, "model.encoder=item_pooled",
-                                              "training.epochs=6", "training.mixed_precision=no")])
-    history = json.loads((out / "train_history.json").read_text())["epochs"]
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
-    model = load_model(out / "best")
-    assert isinstance(model, ItemPooledT5)
-    space = open_run(out).token_space
-    table = SIDTable.load(tok)
-    tokens = space.codes_to_tokens(table.sids)
-    trie = PrefixTrie.from_item_tokens(tokens, level_ranges=space.level_ranges)
-    split = leave_one_out_split(load_dataset(data))
-    test_ds = build_seq2seq_dataset(split.test, tokens, add_user_token=space.user_token_fn)
-    res = evaluate_generative(model, test_ds, trie, Seq2SeqCollator(), num_beams=10, batch_size=16, show_progress=False)
-    assert res.metrics == metrics["test"]  # the reloaded class ranks as the recipe's model did
-    assert ((res.ranked_items >= 0) & (res.ranked_items < len(table))).all()
-    assert all(len(set(row)) == len(row) for row in res.ranked_items.tolist())

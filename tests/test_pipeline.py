@@ -608,6 +608,7 @@ def test_run_and_its_bundle_recommend_the_recipe_ranking(recipe_runs, tmp_path, 
         assert (loaded.inputs.test_ds[0]["input_ids"][-1] == rec.space.eos_id) == (name == "causal")
         assert getattr(rec.model.config, "genrec_prompt_eos", True) == (name == "causal")
     assert rec.architecture == ("seq2seq" if base == "t5" or t5 else "causal")
+    assert (type(rec.model).__name__ == "ItemPooledT5") == (name == "t5_pooled")
     split = loaded.split
     histories, user_ids, users = _test_requests(split)
     out = rec.recommend(histories, k=10, user_ids=user_ids, exclude_seen=False)

@@ -103,6 +103,14 @@ class CausalT5Stack(T5Stack):
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
 
 
+def _replace_encoder(model: T5ForConditionalGeneration, stack_class: type[T5Stack]) -> None:
+    """Swap ``model.encoder`` for a ``stack_class`` with the same weights, on the shared embeddings."""
+    encoder = stack_class(model.encoder.config)
+    encoder.load_state_dict(model.encoder.state_dict())
+    model.encoder = encoder
+    model.encoder.set_input_embeddings(model.shared)
+
+
 class CausalEncoderT5(T5ForConditionalGeneration):
     """T5 with a causal encoder, trainable on every target of a history window in one pass.
 
@@ -117,10 +125,7 @@ class CausalEncoderT5(T5ForConditionalGeneration):
 
     def __init__(self, config: CausalEncoderT5Config):
         super().__init__(config)
-        encoder = CausalT5Stack(self.encoder.config)
-        encoder.load_state_dict(self.encoder.state_dict())
-        self.encoder = encoder
-        self.encoder.set_input_embeddings(self.shared)
+        _replace_encoder(self, CausalT5Stack)
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, target_starts=None, **kwargs):
         if target_starts is None:
@@ -219,10 +224,7 @@ class ItemPooledT5(T5ForConditionalGeneration):
 
     def __init__(self, config: ItemPooledT5Config):
         super().__init__(config)
-        encoder = ItemPooledT5Stack(self.encoder.config)
-        encoder.load_state_dict(self.encoder.state_dict())
-        self.encoder = encoder
-        self.encoder.set_input_embeddings(self.shared)
+        _replace_encoder(self, ItemPooledT5Stack)
 
 
 AutoConfig.register(CausalEncoderT5Config.model_type, CausalEncoderT5Config)
