@@ -11,7 +11,9 @@ autocast, AdamW, one thread. ``eager``: the model as is; ``fast_dropout``: every
 first compiles every shape (``--warmup`` batches, timed separately); then all copies alternate batch by batch and
 their CPU seconds (``time.process_time``) are summed, with each copy's mean loss over the last 10 steps (the copies
 draw different dropout masks, so losses agree only statistically). ``item_pooled``: the same weights in
-:class:`genrec.models.t5.ItemPooledT5` (``model.encoder=item_pooled``), a different model, so its losses differ. Writes ``--out`` (JSON). ``--profile``
+:class:`genrec.models.t5.ItemPooledT5` (``model.encoder=item_pooled``), a different model, so its losses differ; ``item_pooled_token_keys``: that model as
+first built, its decoder cross-attending every token position (each item's state repeated ``D`` times; the same
+function). Writes ``--out`` (JSON). ``--profile``
 instead runs ``torch.profiler`` over 8 eager steps (after 2 warm-up steps) and prints the ops by self CPU time.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import sys
 import time
@@ -26,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from transformers import T5ForConditionalGeneration
 
 from genrec.data import leave_one_out_split, load_dataset
 from genrec.inputs import build_inputs
@@ -36,7 +40,16 @@ from genrec.training import LengthBucketBatchSampler
 from genrec.training.fast_dropout import use_fast_dropout
 from genrec.training.resident import ResidentBatches
 
-VARIANTS = ("eager", "fast_dropout", "compiled", "item_pooled")
+VARIANTS = ("eager", "fast_dropout", "compiled", "item_pooled", "item_pooled_token_keys")
+
+
+def token_keys_forward(model, input_ids, attention_mask, labels):
+    """An :class:`~genrec.models.t5.ItemPooledT5` as first built (until 2026-12-05): the decoder cross-attends each item
+    state repeated at its ``D`` token positions under the token mask (the same function, ``D`` times the keys)."""
+    states = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    offset, depth = model.config.genrec_item_offset, model.config.genrec_item_depth
+    at_tokens = torch.cat([states[:, :offset], states[:, offset:].repeat_interleave(depth, dim=1)], 1)[:, : input_ids.shape[1]]
+    return T5ForConditionalGeneration.forward(model, encoder_outputs=(at_tokens,), attention_mask=attention_mask, labels=labels)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,11 +76,13 @@ def main(argv: list[str] | None = None) -> dict:
     resident = ResidentBatches(inputs.train_ds, inputs.train_collator, pad_to_multiple_of=8)
     sampler = LengthBucketBatchSampler(inputs.train_ds["length"], 256, seed=0)
     batches = [resident.collate(b) for _, b in zip(range(args.warmup + args.steps), sampler, strict=False)]
-    models = {name: copy.deepcopy(inputs.model) for name in variants if name != "item_pooled"}
-    if "item_pooled" in variants:
-        models["item_pooled"] = build_t5(inputs.space, replace(cfg, encoder="item_pooled").t5())
-        models["item_pooled"].load_state_dict(inputs.model.state_dict())
+    models = {name: copy.deepcopy(inputs.model) for name in variants if not name.startswith("item_pooled")}
+    for name in [name for name in variants if name.startswith("item_pooled")]:
+        models[name] = build_t5(inputs.space, replace(cfg, encoder="item_pooled").t5())
+        models[name].load_state_dict(inputs.model.state_dict())
     forwards = dict(models)
+    if "item_pooled_token_keys" in models:
+        forwards["item_pooled_token_keys"] = functools.partial(token_keys_forward, models["item_pooled_token_keys"])
     if "fast_dropout" in models:
         use_fast_dropout(models["fast_dropout"])
     if "compiled" in models:

@@ -101,13 +101,15 @@ def test_narrow_beams_equal_generate(t5_setup, num_beams):
     torch.testing.assert_close(scores, t5_setup[5].gather(1, items), atol=1e-4, rtol=1e-5)
 
 
-def test_shared_and_per_beam_cross_attention_agree_and_model_is_restored(t5_setup):
+@pytest.mark.parametrize("beams", ["narrow", "full"])  # full: more beams than the first level's codes, so they grow after step 1
+def test_shared_and_per_beam_cross_attention_agree_and_model_is_restored(t5_setup, beams):
     vocab, model, item_tokens, ids, mask, _ = t5_setup
     trie = PrefixTrie.from_item_tokens(item_tokens, vocab)
+    num_beams = 4 if beams == "narrow" else max(trie.num_nodes)
     model.train()
     implementation = model.config._attn_implementation
-    shared = constrained_beam_search(model, ids, mask, trie, num_beams=4)
-    per_beam = constrained_beam_search(model, ids, mask, trie, num_beams=4, share_cross_attention=False)
+    shared = constrained_beam_search(model, ids, mask, trie, num_beams=num_beams)
+    per_beam = constrained_beam_search(model, ids, mask, trie, num_beams=num_beams, share_cross_attention=False)
     assert model.training and model.config._attn_implementation == implementation
     model.eval()
     assert torch.equal(shared[0], per_beam[0])

@@ -1,8 +1,9 @@
 """The item-pooled T5 encoder (``model.encoder=item_pooled``): one encoder position per history item.
 
 The claims: the encoder stack runs on ``offset + ceil((S - offset) / D)`` positions, each item's position is the sum
-of its SID token embeddings (a user token and the eos keep positions of their own, padding adds nothing), every token
-of an item gets its item's state, right-padding and batching change nothing, left-padding is refused, and the model
+of its SID token embeddings (a user token and the eos keep positions of their own, padding adds nothing), the decoder
+attends the item states as it would attend each state repeated at its item's token positions, beam search shares them
+across beams, right-padding and batching change nothing, left-padding is refused, and the model
 trains through the recipe, decodes real items and reloads as itself (the ``t5_pooled`` run of
 ``tests/test_pipeline.py::test_run_and_its_bundle_recommend_the_recipe_ranking``).
 """
@@ -13,6 +14,7 @@ import pytest
 import torch
 from transformers.models.t5.modeling_t5 import T5Stack
 
+from genrec.decoding import PrefixTrie, constrained_beam_search
 from genrec.models.t5 import T5RecConfig, build_t5
 from genrec.vocab import SIDVocab
 
@@ -55,10 +57,7 @@ def test_the_encoder_stack_runs_on_one_position_per_item(num_user_tokens):
         states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     offset = model.config.genrec_item_offset
     assert seen == [torch.Size([2, offset + -(-(ids.shape[1] - offset) // 3), 32])]
-    assert states.shape == (2, ids.shape[1], 32)
-    for item in range(3):  # the tokens of an item share its state
-        block = states[0, offset + 3 * item: offset + 3 * item + 3]
-        assert torch.equal(block, block[:1].expand_as(block))
+    assert states.shape == (2, offset + -(-(ids.shape[1] - offset) // 3), 32)
 
 
 @pytest.mark.parametrize("num_user_tokens", [0, 5])
@@ -76,12 +75,40 @@ def test_an_item_position_is_the_sum_of_its_token_embeddings(num_user_tokens):
     with torch.no_grad():
         reference = T5Stack.forward(model.encoder, inputs_embeds=pooled, attention_mask=torch.ones(pooled.shape[:2])).last_hidden_state
         states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    offset = 1 if user is not None else 0
-    torch.testing.assert_close(states[0, :offset], reference[0, :offset])
-    for item in range(len(items)):
-        torch.testing.assert_close(states[0, offset + 3 * item: offset + 3 * item + 3],
-                                   reference[0, offset + item].expand(3, -1))
-    torch.testing.assert_close(states[0, offset + 3 * len(items)], reference[0, -1])  # eos
+    torch.testing.assert_close(states[:, :pooled.shape[1]], reference)
+    assert states.shape[1] == pooled.shape[1]  # the padding shares the eos block
+
+
+@pytest.mark.parametrize("num_user_tokens", [0, 5])
+def test_the_decoder_attends_each_item_as_at_its_token_positions(num_user_tokens):
+    """Reference: the decoder cross-attending every token position, each holding its item's state (the eos and a
+    user token their own), under the token mask: the item-pooled model computes the same with D times fewer keys."""
+    vocab, model = _model(num_user_tokens, seed=3)
+    user = 1 if num_user_tokens else None
+    rows = [_prompt(vocab, [(1, 2, 0), (3, 0, 1), (0, 1, 2)], user), _prompt(vocab, [(2, 2, 2)], user)]
+    ids, mask = _batch(rows, width=len(rows[0]) + 2)
+    labels = vocab.codes_to_tokens(torch.tensor([(3, 3, 0), (1, 0, 2)]))
+    offset = model.config.genrec_item_offset
+    with torch.no_grad():
+        states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        at_tokens = torch.cat([states[:, :offset], states[:, offset:].repeat_interleave(3, dim=1)], 1)[:, :ids.shape[1]]
+        decoded = model.decoder(input_ids=model._shift_right(labels), encoder_hidden_states=at_tokens,
+                                encoder_attention_mask=mask).last_hidden_state
+        reference = model.lm_head(decoded * model.model_dim ** -0.5 if model.config.scale_decoder_outputs else decoded)
+        logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits
+    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_beam_search_shares_the_item_states_across_beams():
+    vocab, model = _model(0, seed=4)
+    catalogue = torch.tensor([(a, b, c) for a in range(4) for b in range(4) for c in range(3)])[::3]
+    trie = PrefixTrie.from_codes(catalogue, vocab.codebook_sizes)
+    rows = [_prompt(vocab, [(1, 2, 0), (3, 0, 1)], None), _prompt(vocab, [(2, 2, 2)], None)]
+    ids, mask = _batch(rows, width=len(rows[0]) + 1)
+    shared = constrained_beam_search(model, ids, mask, trie, num_beams=6, vocab=vocab)
+    copied = constrained_beam_search(model, ids, mask, trie, num_beams=6, vocab=vocab, share_cross_attention=False)
+    assert torch.equal(shared[0], copied[0])
+    torch.testing.assert_close(shared[1], copied[1])
 
 
 def test_padding_and_batching_change_no_users_loss():

@@ -348,7 +348,7 @@ def constrained_beam_search(
             ``generate``) or ``"level"`` (over the level's code tokens only).
         autocast_dtype: run the model under ``torch.autocast`` with this dtype (scores stay fp32).
         share_cross_attention: share each user's cross-attention keys/values across its beams (see the
-            module docstring); False copies them per beam once, after step 0 (for comparison).
+            module docstring); False copies them to every beam and reorders them with the beams (for comparison).
         stats: a dict to receive the search's certificate (``pruned_bound``) and ``expanded`` counts
             (see :func:`genrec.decoding.exact_top_k`, which uses them).
         threshold: (B,) per-user score threshold: prefixes below it are dropped (see ``_beam_search``).
@@ -377,18 +377,18 @@ def constrained_beam_search(
         start = torch.full((batch, 1), start_token, dtype=torch.long, device=device)
         first = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask, decoder_input_ids=start,
                       **{_cache_argument(model): cache}, use_cache=True).logits[:, -1]
-        state = {"encoder_outputs": encoder_outputs, "attention_mask": attention_mask, "per_beam": shared}
+        state = {"encoder_outputs": encoder_outputs, "attention_mask": attention_mask}
 
         def step(rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
             cache.self_attention_cache.reorder_cache(rows)
-            if not state["per_beam"]:
-                # Once, at step 1: copy the per-user cross-attention state to every beam. Step 0 had
-                # one row per user, so ``rows`` are user indices here; later reorders never cross
-                # users, so the copied cross-attention cache never needs reordering.
+            if not shared:
+                # Copied per beam: the cross-attention state follows the beams as the self-attention cache
+                # does (at step 1 ``rows`` are user indices; the number of beams may still grow after it,
+                # when a level has fewer codes than ``num_beams``).
                 cache.cross_attention_cache.reorder_cache(rows)
-                hidden = encoder_outputs.last_hidden_state.index_select(0, rows)
+                hidden = state["encoder_outputs"].last_hidden_state.index_select(0, rows)
                 state.update(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                             attention_mask=attention_mask.index_select(0, rows), per_beam=True)
+                             attention_mask=state["attention_mask"].index_select(0, rows))
             out = model(encoder_outputs=state["encoder_outputs"], attention_mask=state["attention_mask"],
                         decoder_input_ids=tokens, **{_cache_argument(model): cache}, use_cache=True)
             return out.logits[:, -1]

@@ -177,13 +177,20 @@ class ItemPooledT5Config(T5Config):
         self.genrec_item_offset = int(genrec_item_offset)
 
 
+def _block_token_counts(mask: torch.Tensor, depth: int, offset: int) -> torch.Tensor:
+    """(B, S) right-padded token mask -> (B, offset + ceil((S - offset) / depth)) tokens per encoder position of
+    :class:`ItemPooledT5Stack`: the ``offset`` leading positions are single tokens, the rest blocks of ``depth``."""
+    blocks = -(-(mask.shape[1] - offset) // depth)
+    body = torch.nn.functional.pad(mask[:, offset:], (0, blocks * depth - (mask.shape[1] - offset)))
+    return torch.cat([mask[:, :offset], body.view(mask.shape[0], blocks, depth).sum(2)], dim=1)
+
+
 class ItemPooledT5Stack(T5Stack):
     """T5's encoder stack over one position per history item (see :class:`ItemPooledT5`).
 
     Input ``(B, S)`` token rows, right-padded: ``offset`` single-token positions, then items of ``D`` tokens, then eos.
-    The stack runs on ``(B, offset + ceil((S - offset) / D))`` positions, each item the sum of its token embeddings
-    (padding contributes nothing; a block holding only eos is eos), and returns ``(B, S, d_model)`` with each item's
-    state at its ``D`` token positions. Per-layer ``hidden_states``/``attentions``, when asked for, are item-level.
+    The stack runs on ``P = offset + ceil((S - offset) / D)`` positions, each item the sum of its token embeddings
+    (padding contributes nothing; a block holding only eos is eos), and returns their states ``(B, P, d_model)``.
     """
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
@@ -198,26 +205,24 @@ class ItemPooledT5Stack(T5Stack):
             raise ValueError("ItemPooledT5 needs right-padded inputs (a padding mask of ones, then zeros)")
         depth, offset = self.config.genrec_item_depth, self.config.genrec_item_offset
         blocks = -(-(length - offset) // depth)
-        spill = blocks * depth - (length - offset)
-        body = torch.nn.functional.pad(embeds[:, offset:] * mask[:, offset:, None].to(embeds.dtype), (0, 0, 0, spill))
-        body_mask = torch.nn.functional.pad(mask[:, offset:], (0, spill))
+        body = torch.nn.functional.pad(embeds[:, offset:] * mask[:, offset:, None].to(embeds.dtype),
+                                       (0, 0, 0, blocks * depth - (length - offset)))
         pooled = torch.cat([embeds[:, :offset], body.view(batch, blocks, depth, -1).sum(2)], dim=1)
-        pooled_mask = torch.cat([mask[:, :offset], body_mask.view(batch, blocks, depth).amax(2)], dim=1)
-        out = super().forward(inputs_embeds=pooled, attention_mask=pooled_mask, **kwargs)
-        states = out[0]
-        states = torch.cat([states[:, :offset], states[:, offset:].repeat_interleave(depth, dim=1)[:, :length - offset]], 1)
-        if isinstance(out, tuple):
-            return (states, *out[1:])
-        out.last_hidden_state = states
-        return out
+        pooled_mask = (_block_token_counts(mask, depth, offset) > 0).long()
+        return super().forward(inputs_embeds=pooled, attention_mask=pooled_mask, **kwargs)
+
+
+_ENCODER_FLAGS = ("output_attentions", "output_hidden_states", "return_dict")
 
 
 class ItemPooledT5(T5ForConditionalGeneration):
     """TIGER's T5 whose encoder runs on one position per history item (:class:`ItemPooledT5Stack`).
 
     Prompts, targets, the decoder and decoding are a T5's: only the encoder's positions change (``D`` + eos per item
-    become one, T5's relative positions count items). The decoder's cross-attention sees each item state at its ``D``
-    token positions.
+    become one, T5's relative positions count items). The encoder returns one state per position, ``(B, P, d)``, and
+    ``attention_mask`` stays the ``(B, S)`` token mask everywhere (training, ``generate``, genrec's beam search): the
+    decoder's cross-attention weighs each item state as if it sat at each of its ``D`` token positions (an additive
+    ``log D``), which is what attending the state repeated at token positions computes, with ``D`` times fewer keys.
     """
 
     config_class = ItemPooledT5Config
@@ -225,6 +230,27 @@ class ItemPooledT5(T5ForConditionalGeneration):
     def __init__(self, config: ItemPooledT5Config):
         super().__init__(config)
         _replace_encoder(self, ItemPooledT5Stack)
+
+    def forward(self, input_ids=None, attention_mask=None, encoder_outputs=None, inputs_embeds=None, **kwargs):
+        if encoder_outputs is None:  # as T5's forward does, with the flags that concern the encoder
+            flags = {name: value for name, value in kwargs.items() if name in _ENCODER_FLAGS}
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                           **flags)
+        if attention_mask is None or attention_mask.dim() == 2:
+            attention_mask = self.cross_attention_mask(attention_mask, input_ids if input_ids is not None else inputs_embeds)
+        return super().forward(attention_mask=attention_mask, encoder_outputs=encoder_outputs, **kwargs)
+
+    def cross_attention_mask(self, attention_mask: torch.Tensor | None, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(B, S)`` token mask (None: every token of ``inputs`` ``(B, S, ...)``) -> ``(B, 1, 1, P)`` additive mask
+        over the encoder's positions: ``log`` of each position's token count, the dtype's minimum where it has none."""
+        if attention_mask is None:
+            if inputs is None:
+                raise ValueError("ItemPooledT5 needs attention_mask (or input_ids) to weigh its encoder positions")
+            attention_mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=inputs.device)
+        dtype = self.shared.weight.dtype
+        counts = _block_token_counts(attention_mask.long(), self.config.genrec_item_depth, self.config.genrec_item_offset)
+        bias = counts.clamp(min=1).to(dtype).log().masked_fill(counts == 0, torch.finfo(dtype).min)
+        return bias[:, None, None, :]
 
 
 AutoConfig.register(CausalEncoderT5Config.model_type, CausalEncoderT5Config)
