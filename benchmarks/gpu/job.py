@@ -77,7 +77,7 @@ MODES = {
     # The choices the anchors disagree on, one seed per variant at equal steps, paired tests from the per-user files.
     # Measured 2026-12-04 (benchmarks/results/beauty_converged_gpu/ablate/): the user token (dropped since) and dropout
     # 0.15 at lr 0.002 (diverged). Left: the dedup code in the target or not, and the item-pooled encoder (equal to the
-    # T5 at 256k examples on CPU, 2.5x cheaper steps there; on a launch-bound GPU it can only pay at larger batches).
+    # T5 at 256k examples on CPU, 3.4x cheaper steps there; on a launch-bound GPU it can only pay at larger batches).
     # Dropout 0.15 at GRID's lr 0.001 ("dropout0.15_lr0.001") waits for a window with time to spare.
     "ablate": {"runs": [("main", 42), ("main", 42, "no_dedup_loss"), ("main", 42, "item_pooled")],
                "seconds": 130, "overrides": [*GPU_BATCHES, *RESIDENT]},
