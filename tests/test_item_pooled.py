@@ -3,7 +3,7 @@
 The claims: the encoder stack runs on ``offset + ceil((S - offset) / D)`` positions, each item's position is the sum
 of its SID token embeddings (a user token and the eos keep positions of their own, padding adds nothing), the decoder
 attends the item states as it would attend each state repeated at its item's token positions, beam search shares them
-across beams, right-padding and batching change nothing, left-padding is refused, and the model
+across beams (and finds what transformers' ``generate`` finds), right-padding and batching change nothing, left-padding is refused, and the model
 trains through the recipe, decodes real items and reloads as itself (the ``t5_pooled`` run of
 ``tests/test_pipeline.py::test_run_and_its_bundle_recommend_the_recipe_ranking``).
 """
@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers.models.t5.modeling_t5 import T5Stack
 
-from genrec.decoding import PrefixTrie, constrained_beam_search
+from genrec.decoding import PrefixTrie, constrained_beam_search, make_prefix_allowed_tokens_fn
 from genrec.models.t5 import T5RecConfig, build_t5
 from genrec.vocab import SIDVocab
 
@@ -99,7 +99,7 @@ def test_the_decoder_attends_each_item_as_at_its_token_positions(num_user_tokens
     torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_beam_search_shares_the_item_states_across_beams():
+def test_beam_search_shares_the_item_states_across_beams_and_equals_generate():
     vocab, model = _model(0, seed=4)
     catalogue = torch.tensor([(a, b, c) for a in range(4) for b in range(4) for c in range(3)])[::3]
     trie = PrefixTrie.from_codes(catalogue, vocab.codebook_sizes)
@@ -109,6 +109,13 @@ def test_beam_search_shares_the_item_states_across_beams():
     copied = constrained_beam_search(model, ids, mask, trie, num_beams=6, vocab=vocab, share_cross_attention=False)
     assert torch.equal(shared[0], copied[0])
     torch.testing.assert_close(shared[1], copied[1])
+    # transformers' generate (encoder outputs and token mask expanded per beam by generate itself) finds the same beams
+    out = model.generate(input_ids=ids, attention_mask=mask, num_beams=6, num_return_sequences=6, max_new_tokens=3,
+                         do_sample=False, output_scores=True, return_dict_in_generate=True,
+                         prefix_allowed_tokens_fn=make_prefix_allowed_tokens_fn(trie, vocab))
+    codes = (out.sequences[:, 1:] - torch.tensor(vocab.level_offsets)).reshape(-1, 3)
+    assert torch.equal(trie.leaf_items(trie.walk(codes)).view(2, 6), shared[0])
+    torch.testing.assert_close(out.sequences_scores.view(2, 6) * 3, shared[1], rtol=1e-5, atol=1e-5)
 
 
 def test_padding_and_batching_change_no_users_loss():
