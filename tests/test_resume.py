@@ -224,6 +224,24 @@ def test_a_constant_run_branched_into_a_decay_equals_the_decay_run_from_scratch(
     assert late.steps == 8 and late.resumed_from.name == "step-00000006"
 
 
+def test_a_long_runs_constant_phase_branched_into_an_earlier_decay(tmp_path):
+    """A wsd run budgeted for 16 steps (decay from step 12), branched at step 6 into 8 steps with a decay from step 6:
+    each schedule is judged over its own run's length (both constant until step 6), and the branch equals the short
+    run trained from scratch."""
+    long = TrainingConfig(epochs=4, batch_size=32, warmup_steps=1, learning_rate=1e-3, lr_scheduler="wsd", decay_steps=4,
+                          checkpoint_every_steps=2, keep_checkpoints=10)
+    short = dataclasses.replace(long, epochs=2, decay_steps=2)
+    _train(tmp_path / "long", long)
+    scratch, _ = _train(tmp_path / "short", short)
+    branch, _ = _train(tmp_path / "branch", short, resume=tmp_path / "long" / "checkpoints" / "step-00000006")
+    assert branch.resumed_from.name == "step-00000006" and branch.steps == scratch.steps == 8
+    _assert_same_weights(_weights(latest_checkpoint(tmp_path / "short" / "checkpoints")),
+                         _weights(latest_checkpoint(tmp_path / "branch" / "checkpoints")))
+    # A decay that would have begun before the checkpoint still disagrees with the steps taken.
+    with pytest.raises(ValueError, match="decay_steps: 4 -> 3"):
+        _train(tmp_path / "early", dataclasses.replace(short, decay_steps=3), resume=tmp_path / "long" / "checkpoints" / "step-00000006")
+
+
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
     cfg = TrainingConfig(epochs=2, batch_size=32, warmup_steps=1, checkpoint_every_steps=2, keep_checkpoints=10)
     full, _ = _train(tmp_path / "full", cfg)

@@ -286,7 +286,7 @@ def _train(model, train_dataset, collator, cfg: TrainingConfig, output_dir: Path
             logger.info("--resume: no checkpoint in %s, starting from scratch", ckpt_root)
         for candidate in candidates:
             try:
-                pos = _load_checkpoint(accelerator, candidate, n_proc, cfg, total_steps)
+                pos = _load_checkpoint(accelerator, candidate, n_proc, cfg, total_steps, steps_per_epoch)
             except ResumeError:
                 raise
             except Exception as error:  # a damaged checkpoint (truncated file, bad JSON): try the one before it
@@ -595,7 +595,7 @@ def _schedule_factors(cfg_values: dict, total_steps: int, steps: int) -> list[fl
 
 
 def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, cfg: TrainingConfig,
-                     total_steps: int) -> _Position:
+                     total_steps: int, steps_per_epoch: int) -> _Position:
     path = Path(path)
     if not (path / TRAINER_STATE).is_file():
         raise FileNotFoundError(f"{path} is not a complete training checkpoint (no {TRAINER_STATE})")
@@ -613,7 +613,9 @@ def _load_checkpoint(accelerator: Accelerator, path: Path, num_processes: int, c
         before = {k: saved_cfg.get(k) for k in SCHEDULE_SETTINGS}
         now = {k: getattr(cfg, k) for k in SCHEDULE_SETTINGS}
         steps_done = int(saved.get("steps", 0))
-        if _schedule_factors(before, total_steps, steps_done) == _schedule_factors(now, total_steps, steps_done):
+        # Each schedule over its own run's length: a budget cut with an earlier decay agrees while both were constant.
+        saved_total = saved_cfg.get("max_steps") or steps_per_epoch * int(saved_cfg.get("epochs", cfg.epochs))
+        if _schedule_factors(before, saved_total, steps_done) == _schedule_factors(now, total_steps, steps_done):
             logger.info("%s: schedule %s -> %s agrees on the %d steps taken: resuming into it", path, before, now, steps_done)
             changed = {}
     if changed and not cfg.allow_config_change_on_resume:
