@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from genrec.data import leave_one_out_split, load_dataset
+from genrec.tokenizer.io import atomic_write_json, atomic_write_text
 
 METRICS = ("recall@10", "ndcg@10")
 
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{overall['recall@10']:.4f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    atomic_write_json(out / "metrics.json", report, mode=0o644)
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n", mode=0o644)
     print("\n".join(lines))
     return report
 
