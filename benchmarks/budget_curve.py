@@ -4,7 +4,8 @@
         runs/beauty_full/item_pooled_18000 runs/beauty_full/item_pooled_long --out benchmarks/results/budget_curve
 
 Each argument is a finished ``recipes/train_genrec.py`` run (``metrics.json``: test metrics over all users, examples
-seen). The learning curve of one run shows validation on a 3,000-user sample at constant learning rate; this shows
+seen). A run's budget is the examples its tested weights saw: those of its best validation step (``best_step``, read from
+its ``learning_curve.csv``), which can be earlier than its last step. The learning curve of one run shows validation on a 3,000-user sample at constant learning rate; this shows
 what a user gets, test metrics after the final decay, at each budget. A least-squares line of each metric against
 log(examples seen) is fitted over the runs and solved for the examples at which it would reach a target (the
 ``--targets``, TIGER's published numbers by default). With a handful of points that is a trend, not a prediction:
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genrec.eval.report import read_learning_curve
 from genrec.tokenizer.io import atomic_write_file, atomic_write_json, atomic_write_text
 
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -41,7 +43,15 @@ def read_run(run: Path) -> dict:
         if field not in metrics:
             raise KeyError(f"{path}: no '{field}'")
     timings = metrics.get("timings", {})
+    # The tested weights are the best validation's (best/), which may be older than the run's last step.
+    examples_tested, best_step = int(metrics["examples_seen"]), metrics.get("best_step")
+    curve = run / "learning_curve.csv"
+    if best_step is not None and curve.is_file():
+        at_best = [row for row in read_learning_curve(curve) if int(row["step"]) == int(best_step)]
+        if at_best:
+            examples_tested = int(at_best[0]["examples_seen"])
     return {"run": str(run), "examples_seen": int(metrics["examples_seen"]), "steps": metrics.get("steps"),
+            "best_step": best_step, "examples_tested": examples_tested,
             "train_cpu_seconds": timings.get("train_cpu_seconds"), "test_users": timings.get("test_users"),
             "test": {m: float(metrics["test"][m]) for m in METRICS}}
 
@@ -73,10 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     if len(args.runs) < 2:
         parser.error("give at least two runs (a trend needs two budgets)")
     targets = json.loads(args.targets)
-    runs = sorted((read_run(r) for r in args.runs), key=lambda r: r["examples_seen"])
-    examples = np.array([r["examples_seen"] for r in runs])
+    runs = sorted((read_run(r) for r in args.runs), key=lambda r: r["examples_tested"])
+    examples = np.array([r["examples_tested"] for r in runs])
     if len(set(examples.tolist())) < 2:
-        parser.error("the runs must differ in examples seen")
+        parser.error("the runs' tested weights must differ in examples seen")
     fits = {}
     for m in METRICS:
         fit = log_linear_fit(examples, np.array([r["test"][m] for r in runs]))
@@ -88,9 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["run", "examples_seen", "steps", "train_cpu_seconds", *METRICS])
+    writer.writerow(["run", "examples_tested", "best_step", "examples_seen", "steps", "train_cpu_seconds", *METRICS])
     for r in runs:
-        writer.writerow([r["run"], r["examples_seen"], r["steps"], r["train_cpu_seconds"], *(r["test"][m] for m in METRICS)])
+        writer.writerow([r["run"], r["examples_tested"], r["best_step"], r["examples_seen"], r["steps"], r["train_cpu_seconds"],
+                         *(r["test"][m] for m in METRICS)])
     atomic_write_text(args.out / "budget_curve.csv", table.getvalue())
 
     import matplotlib
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         millions = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
         ax.xaxis.set_major_formatter(millions)
         ax.xaxis.set_minor_formatter(millions)
-        ax.set_xlabel("training examples seen (millions)")
+        ax.set_xlabel("training examples seen by the tested weights (millions)")
         ax.set_ylabel(f"test {m}")
         ax.legend(fontsize=8)
     fig.suptitle(args.title, fontsize=10)

@@ -52,6 +52,17 @@ def test_main_writes_the_runs_in_budget_order_and_the_budget_each_target_needs(t
     assert json.loads((out / "metrics.json").read_text())["runs"][0]["run"] == str(early)
 
 
+def test_a_runs_budget_is_what_its_tested_weights_saw(tmp_path):
+    bc = _budget_curve()
+    run = _finished_run(tmp_path / "run", 3_000_000, ndcg10=0.03, recall10=0.06)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "best_step": 1000}))
+    (run / "learning_curve.csv").write_text("step,examples_seen,ndcg@10\n1000,256000,0.03\n2000,512000,0.029\n")
+    record = bc.read_run(run)
+    assert record["examples_tested"] == 256_000  # best/ holds step 1,000's weights
+    assert record["examples_seen"] == 3_000_000
+
+
 def test_an_unfinished_run_is_named(tmp_path):
     bc = _budget_curve()
     done = _finished_run(tmp_path / "done", 2_000_000, ndcg10=0.025, recall10=0.050)
