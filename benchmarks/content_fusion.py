@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
                "date": time.strftime("%Y-%m-%d"), "commit": commit,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {torch.backends.cpu.get_cpu_capability()}",
                "run": args.run, "run_examples_seen": run.metrics().get("examples_seen"), "run_steps": run.metrics().get("steps"),
+               "run_best_step": run.metrics().get("best_step"),
                "num_beams": run.generation.num_beams, "content_depth": args.content_depth,
                "users": {"validation": len(split.valid), "test": len(split.test)},
                "chosen_on_validation": chosen, "chosen_content_on_validation": chosen_content,
