@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name}: validation N@10 {results[name]['validation']['ndcg@10']:.4f}, test R@10 "
               f"{results[name]['test']['recall@10']:.4f} N@10 {results[name]['test']['ndcg@10']:.4f}", flush=True)
 
-    reported = run.metrics().get("test", {})
+    run_metrics = run.metrics()  # metrics.json, read once
+    reported = run_metrics.get("test", {})
     model_test = results["model"]["test"]
     if reported and any(abs(model_test[m] - reported[m]) > 1e-6 for m in model_test if m in reported):
         raise RuntimeError(f"the model's own lists score {model_test}, its metrics.json says {reported}: "
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                "date": time.strftime("%Y-%m-%d"), "commit": commit,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {torch.backends.cpu.get_cpu_capability()}",
-               "run": args.run, "run_examples_seen": run.metrics().get("examples_seen"), "run_steps": run.metrics().get("steps"),
-               "run_best_step": run.metrics().get("best_step"),
+               "run": args.run, "run_examples_seen": run_metrics.get("examples_seen"), "run_steps": run_metrics.get("steps"),
+               "run_best_step": run_metrics.get("best_step"),
                "num_beams": run.generation.num_beams, "content_depth": args.content_depth,
                "users": {"validation": len(split.valid), "test": len(split.test)},
                "chosen_on_validation": chosen, "chosen_content_on_validation": chosen_content,
