@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 16: the choices the converged re-implementations disagree on, measured on short runs of the converged
-# recipe (recipes/configs/genrec_beauty_full.yaml) before its long run keeps them. Equal examples per arm
+# recipe (recipes/configs/genrec_beauty_t5.yaml) before its long run keeps them. Equal examples per arm
 # (256,000 prefix examples, ~2 epochs), 10% warmup, one seed, the same RQ-VAE tokenizer; test ranking of the
 # first 5,000 test users with per-user metrics, so that arms are compared user by user:
 #
@@ -32,7 +32,7 @@ ARMS=" ${ARMS:-base no_user_token batch_1024 dropout_0 no_dedup_loss item_pooled
 run_arm() {  # name, overrides...
   [[ $ARMS == *" $1 "* ]] || return 0
   local run="$OUT/$1"; shift
-  [ -f "$run/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml --resume \
+  [ -f "$run/metrics.json" ] || python recipes/train_genrec.py --config recipes/configs/genrec_beauty_t5.yaml --resume \
       "${COMMON[@]}" "${EXTRA_ARGS[@]}" output_dir="$run" "$@" 2>&1 | grep -v "it/s\]" >> "$run.log"
 }
 run_arm base training.max_steps=1000 training.warmup_steps=100

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Plain T5 (one target per prefix example) vs the every-target T5 (a causal encoder, every item of a history
 # window a target in one pass) on Amazon Beauty, each trained to convergence with the converged recipe
-# (recipes/configs/genrec_beauty_full.yaml), then compared by validation NDCG@10 against training CPU seconds:
+# (recipes/configs/genrec_beauty_t5.yaml), then compared by validation NDCG@10 against training CPU seconds:
 #
 #   GENREC_DATA_DIR=../shared/data nohup bash benchmarks/efficient_training.sh > efficient.log 2>&1 &
 #
@@ -19,7 +19,7 @@ export OMP_NUM_THREADS=${THREADS:-1} MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=6
 # EXTRA: settings added to every arm, e.g. EXTRA="training.resident_batches=true training.fast_dropout=true"
 # (neither changes the objective, only the speed: a resumed run accepts them).
 read -ra EXTRA_ARGS <<< "${EXTRA:-}"
-RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" --resume
+RECIPE=(recipes/train_genrec.py --config recipes/configs/genrec_beauty_t5.yaml tokenizer_dir="$OUT/tokenizer" --resume
         num_user_tokens=2000 "${EXTRA_ARGS[@]}")  # the recipe's user token when measured
 # ARMS: which runs train now (all by default, side by side; CPU seconds keep the curves comparable when they share cores).
 ARMS=" ${ARMS:-plain every_item every_item_dropout0} "

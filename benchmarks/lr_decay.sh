@@ -27,7 +27,7 @@ case $ARM in
                                  training.warmup_steps=500 model.dropout_rate=0) ;;
   *) echo "unknown arm $ARM (plain | every_item | every_item_dropout0)" >&2; exit 2 ;;
 esac
-python recipes/train_genrec.py --config recipes/configs/genrec_beauty_full.yaml tokenizer_dir="$OUT/tokenizer" \
+python recipes/train_genrec.py --config recipes/configs/genrec_beauty_t5.yaml tokenizer_dir="$OUT/tokenizer" \
     num_user_tokens=2000 --branch-from "$CHECKPOINT" output_dir="$OUT/${ARM}_decay${DECAY}_from${DECAY_START}" "${SETTINGS[@]}" \
     training.lr_scheduler=wsd training.decay_steps="$DECAY" training.max_steps=$((DECAY_START + DECAY)) \
     training.eval_every_steps=$((DECAY / 3)) training.early_stopping_patience=null \

@@ -86,3 +86,34 @@ def test_every_invalid_setting_is_refused_when_the_config_is_read(override):
 
     with pytest.raises(ConfigError, match=BAD_SETTINGS[override]):
         load_config(train_genrec.GenRecConfig, Path(__file__).resolve().parents[1] / "recipes/configs/genrec_beauty.yaml", [override])
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+RECIPE_CONFIG_CLASSES = {"genrec_": ("train_genrec", "GenRecConfig"), "sasrec": ("train_sasrec", "SASRecRunConfig"),
+                         "tokenizer_": ("train_tokenizer", "TrainTokenizerConfig"),
+                         "compare_": ("compare_tokenizers", "CompareConfig")}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_packaged_config_loads_as_its_recipes_config(path):
+    """A shipped YAML with a renamed or misspelt key would fail only when someone runs it: read each one here."""
+    import importlib
+
+    owners = [owner for prefix, owner in RECIPE_CONFIG_CLASSES.items() if path.stem.startswith(prefix)]
+    assert len(owners) == 1, f"{path.name}: no recipe owns this config name"
+    module, cls = owners[0]
+    load_config(getattr(importlib.import_module(f"genrec.recipes.{module}"), cls), path)
+
+
+def test_every_config_a_script_names_exists():
+    """Shell recipes and benchmarks name their configs by path; a renamed config must not leave one pointing nowhere."""
+    import re
+
+    root = CONFIGS.parents[1]
+    scripts = [*root.glob("recipes/*.sh"), *root.glob("benchmarks/*.sh"), *root.glob("benchmarks/**/*.py"),
+               *root.glob("recipes/configs/*.yaml")]
+    named = {(script.name, name) for script in scripts
+             for name in re.findall(r"(?:recipes/configs/|config: )([\w.]+\.yaml)", script.read_text())}
+    assert any(name == "genrec_beauty_full.yaml" for _, name in named)  # the pattern finds what it should
+    missing = sorted(f"{script} -> {name}" for script, name in named if not (CONFIGS / name).is_file())
+    assert not missing, missing

@@ -117,7 +117,7 @@ def test_every_run_of_every_mode_names_a_known_variant():
 
     for name, mode in job.MODES.items():  # every override a GPU window would pass is a setting the recipe reads
         for overrides in [[], *job.VARIANTS.values(), job.COMPILE, *job.RATE_PROBES.values()]:
-            cfg = train_genrec.load_config(train_genrec.GenRecConfig, ROOT / "recipes/configs/genrec_beauty_full.yaml",
+            cfg = train_genrec.load_config(train_genrec.GenRecConfig, ROOT / "recipes/configs/genrec_beauty_t5.yaml",
                                            [*mode["overrides"], *job.COLD, *overrides])
             assert cfg.training.resident_batches, name
 

@@ -40,9 +40,15 @@ def beauty_slice(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def slice_cache(tmp_path_factory):
+    """One embedding cache for the slice's tests: the slice's texts are embedded once, not once per test."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @needs_data
-def test_tokenizer_then_genrec_then_reload(beauty_slice, tmp_path, monkeypatch):
-    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+def test_tokenizer_then_genrec_then_reload(beauty_slice, slice_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(slice_cache))
     from genrec.recipes import train_genrec, train_tokenizer
 
     tok_dir = tmp_path / "tok"
@@ -86,3 +92,33 @@ def test_tokenizer_then_genrec_then_reload(beauty_slice, tmp_path, monkeypatch):
     # Every recommended item exists in the catalogue.
     assert ((res.ranked_items >= 0) & (res.ranked_items < len(table))).all()
     assert torch.equal(res.user_index, torch.arange(150))
+
+
+@needs_data
+def test_the_converged_recipe_config_trains_decays_and_tests_on_a_slice(beauty_slice, slice_cache, tmp_path, monkeypatch):
+    """genrec_beauty_full.yaml as shipped (item-pooled encoder, wsd schedule, resident batches, fast dropout), only
+    smaller: it runs to max_steps, its learning rate decays to 0 at the end, and the best validation step is tested."""
+    import csv
+
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(slice_cache))
+    from genrec.recipes import train_genrec, train_tokenizer
+
+    tok_dir = tmp_path / "tok"
+    train_tokenizer.main(["--config", str(ROOT / "recipes/configs/tokenizer_rqvae.yaml"), f"dataset={beauty_slice}",
+                          f"output_dir={tok_dir}", "codebook_sizes=[16,16,16]", "epochs=3", "batch_size=256"])
+    run_dir = tmp_path / "run"
+    metrics = train_genrec.main([
+        "--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={beauty_slice}",
+        f"tokenizer_dir={tok_dir}", f"output_dir={run_dir}", "model.d_model=32", "model.num_layers=1",
+        "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "training.batch_size=32",
+        "training.max_steps=24", "training.warmup_steps=4", "training.decay_steps=8", "training.eval_every_steps=8",
+        "eval.num_beams=10", "eval.batch_size=64", "eval.valid_max_users=50"])
+    assert metrics["steps"] == 24 and metrics["examples_seen"] > 0
+    with open(run_dir / "learning_curve.csv") as f:
+        curve = list(csv.DictReader(f))
+    assert [int(row["step"]) for row in curve] == [8, 16, 24]
+    assert float(curve[-1]["learning_rate"]) == pytest.approx(0.0, abs=1e-9)
+    assert float(curve[0]["learning_rate"]) > 0.0
+    best = max(curve, key=lambda row: float(row["ndcg@10"]))  # the first best on ties, as the trainer keeps it
+    assert metrics["best_step"] == int(best["step"])
+    assert set(metrics["test"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}

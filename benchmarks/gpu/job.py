@@ -5,7 +5,7 @@
     bash benchmarks/gpu/run.sh long                # or: full, short, compare, ablate, tiny (CPU); see MODES
     python benchmarks/gpu/report.py OUT --out benchmarks/results/beauty_converged_gpu/<name>   # here, afterwards
 
-For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_full.yaml``: the plain
+For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_t5.yaml``: the plain
 TIGER T5, one target per prefix, which beat every-target training at equal recipe on CPU) with GPU-sized batches and
 the trainer's GPU paths (resident batches), then full-catalogue ranking of all test users (20 beams). The run's length
 is set in optimizer steps so that the learning rate can decay at its end (``wsd``: constant, then a cosine decay over
@@ -134,7 +134,7 @@ def device_description() -> dict:
 
 def train_args(seed: int, mode: str, data: str, tokenizer: str, run_dir: Path, use_compile: bool) -> list[str]:
     """The recipe's arguments shared by the probe and the runs."""
-    return ["--config", str(ROOT / "recipes/configs/genrec_beauty_full.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
+    return ["--config", str(ROOT / "recipes/configs/genrec_beauty_t5.yaml"), f"dataset={data}", f"tokenizer_dir={tokenizer}",
             f"output_dir={run_dir}", f"training.seed={seed}", "training.checkpoint_every_minutes=null",
             "training.checkpoint_at_epoch_end=false", "training.early_stopping_patience=null", "eval.final_validation=false",
             *MODES[mode]["overrides"], *(COMPILE if use_compile else [])]
