@@ -5,7 +5,7 @@
 #   3. full-catalogue constrained beam search on all 22,363 test users with the best validation step's weights
 #      -> OUT/genrec/metrics.json (and learning_curve.csv/.png beside it).
 # Rerun the same command after an interruption: it continues from the newest checkpoint (--resume).
-# ~75 minutes of training on 2 free cores (0.19 s per step), 2.5 hours on one; run it in the background, e.g.
+# About 82 minutes of training on 2 free cores (0.20 s per step), about 3 hours on one; run it in the background, e.g.
 #   GENREC_DATA_DIR=../shared/data nohup bash recipes/beauty_full.sh > beauty_full.log 2>&1 &
 # THREADS (default: the free cores) sets torch's threads; extra arguments are train_genrec.py overrides
 # (e.g. training.seed=43). The plain T5 of the earlier results: recipes/configs/genrec_beauty_t5.yaml.

@@ -5,7 +5,7 @@
     bash benchmarks/gpu/run.sh long                # or: full, short, compare, ablate, tiny (CPU); see MODES
     python benchmarks/gpu/report.py OUT --out benchmarks/results/beauty_converged_gpu/<name>   # here, afterwards
 
-For every run: ``recipes/train_genrec.py`` with the converged recipe (``genrec_beauty_t5.yaml``: the plain
+For every run: ``recipes/train_genrec.py`` with the plain T5 recipe (``genrec_beauty_t5.yaml``: the
 TIGER T5, one target per prefix, which beat every-target training at equal recipe on CPU) with GPU-sized batches and
 the trainer's GPU paths (resident batches), then full-catalogue ranking of all test users (20 beams). The run's length
 is set in optimizer steps so that the learning rate can decay at its end (``wsd``: constant, then a cosine decay over
